@@ -1,0 +1,108 @@
+"""Annotated dependency aliases: routes declare what they need by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from xintu.config import Settings
+from xintu.db import get_session
+from xintu.errors import Forbidden, NotAuthenticated
+from xintu.users.security import TokenClaims, decode_access_token
+
+_MAX_LABEL = 128
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: a verified token if any, the client's own label, and the IP."""
+
+    ip: str
+    token: TokenClaims | None
+    label: str | None
+
+    @property
+    def user_id(self) -> int | None:
+        """The authenticated app user's id (never taken from a header)."""
+        if self.token is not None and self.token.kind == "user":
+            return self.token.subject_id
+        return None
+
+    @property
+    def uploader(self) -> str:
+        """The identity that counts toward the cache quorum: a user, else an IP."""
+        user_id = self.user_id
+        return f"user:{user_id}" if user_id is not None else f"ip:{self.ip}"
+
+    @property
+    def log_user_id(self) -> str | None:
+        """What request_log records as ``user_id``: the user, else the client's label."""
+        user_id = self.user_id
+        return f"user:{user_id}" if user_id is not None else self.label
+
+
+def _bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthenticated("The Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def get_token_claims(request: Request) -> TokenClaims | None:
+    """Claims of the bearer token; 401 for a bad token, None when there is none."""
+    token = _bearer_token(request)
+    if token is None:
+        return None
+    settings: Settings = request.app.state.settings
+    claims = decode_access_token(token, settings.jwt_secret or "")
+    if claims is None:
+        raise NotAuthenticated("The token is invalid or expired")
+    return claims
+
+
+def get_caller(request: Request) -> Caller:
+    claims = get_token_claims(request)
+    label = request.headers.get("x-user-id")
+    if label is not None:
+        # "user:" labels belong to authenticated users only.
+        label = label.strip()[:_MAX_LABEL] or None
+        if label and label.startswith("user:"):
+            label = None
+    ip = request.client.host if request.client else "unknown"
+    return Caller(ip=ip, token=claims, label=label)
+
+
+def require_admin(claims: Annotated[TokenClaims | None, Depends(get_token_claims)]) -> TokenClaims:
+    if claims is None:
+        raise NotAuthenticated()
+    if claims.kind != "admin":
+        raise Forbidden("An admin token is required")
+    return claims
+
+
+def require_user(claims: Annotated[TokenClaims | None, Depends(get_token_claims)]) -> TokenClaims:
+    if claims is None:
+        raise NotAuthenticated()
+    if claims.kind != "user":
+        raise Forbidden("A user token is required")
+    return claims
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+AdminClaims = Annotated[TokenClaims, Depends(require_admin)]
+UserClaims = Annotated[TokenClaims, Depends(require_user)]

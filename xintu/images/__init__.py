@@ -1,0 +1,1 @@
+"""Image validation, decoding, EXIF and hashing: no web, no database."""

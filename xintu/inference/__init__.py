@@ -1,0 +1,1 @@
+"""Classifiers: remote vision LLMs, the offline local pipeline, and the hybrid order."""

@@ -1,0 +1,38 @@
+"""loguru setup: stdlib logging routed through it, the request id in every line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextvars import ContextVar
+
+from loguru import logger
+
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+
+
+class _InterceptHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        logger.opt(depth=6, exception=record.exc_info).log(level, record.getMessage())
+
+
+def _add_request_id(record: dict) -> None:  # type: ignore[type-arg]
+    record["extra"].setdefault("request_id", request_id_var.get())
+
+
+def configure_logging(level: str = "INFO", json: bool = False) -> None:
+    logger.remove()
+    logger.configure(patcher=_add_request_id)  # type: ignore[arg-type]
+    fmt = (
+        "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <7}</level> | "
+        "{extra[request_id]} | {name}:{line} - <level>{message}</level>"
+    )
+    logger.add(sys.stderr, level=level.upper(), serialize=json, format=fmt, backtrace=False)
+    logging.basicConfig(handlers=[_InterceptHandler()], level=0, force=True)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers = [_InterceptHandler()]
+        logging.getLogger(name).propagate = False

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CHAR, BigInteger, Boolean, Float, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from xintu.models.base import Base, BigIntPK, UTCDateTime, utcnow
+
+
+class ImageClassificationCache(Base):
+    """One answer per image hash, served to everyone once ``shared`` (DESIGN §4.1)."""
+
+    __tablename__ = "image_classification_cache"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    image_hash: Mapped[str] = mapped_column(CHAR(64), unique=True)
+    category: Mapped[str] = mapped_column(String(32))
+    confidence: Mapped[float] = mapped_column(Float)
+    description: Mapped[str] = mapped_column(String(500), default="")
+    model: Mapped[str] = mapped_column(String(64), index=True)
+    inference_method: Mapped[str] = mapped_column(String(16))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # True when the server hashed the bytes itself or the uploader quorum agreed.
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    hit_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    last_hit_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

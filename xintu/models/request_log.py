@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    CHAR,
+    BigInteger,
+    Boolean,
+    Float,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from xintu.models.base import Base, BigIntPK, UTCDateTime, utcnow
+
+
+class RequestLog(Base):
+    """One row per served or failed classification; check-cache misses write none."""
+
+    __tablename__ = "request_log"
+    __table_args__ = (
+        Index("ix_request_log_created_at_method", "created_at", "inference_method"),
+        Index("ix_request_log_user_created_at", "user_id", "created_at"),
+        Index("ix_request_log_category_created_at", "category", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(36), index=True)
+    user_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    ip_address: Mapped[str | None] = mapped_column(String(45), nullable=True)
+    endpoint: Mapped[str] = mapped_column(String(64))
+    image_hash: Mapped[str | None] = mapped_column(CHAR(64), nullable=True, index=True)
+    category: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    from_cache: Mapped[bool] = mapped_column(Boolean, default=False)
+    inference_method: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    provider: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    model: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    processing_time_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    status_code: Mapped[int] = mapped_column(SmallInteger, default=200)
+    error_code: Mapped[str | None] = mapped_column(String(48), nullable=True)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=Decimal(0))
+    # Size of the original image when known; a check-cache hit saved uploading it.
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
