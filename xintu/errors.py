@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from xintu.responses import FastJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from xintu.responses import FastJSONResponse
 
 
 class AppError(Exception):
