@@ -6,7 +6,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy import event
+from sqlalchemy import Executable, Table, event
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -68,3 +71,24 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         else:
             await session.commit()
+
+
+def upsert(
+    dialect_name: str,
+    table: Table,
+    values: dict[str, Any],
+    conflict_columns: list[str],
+    update_columns: list[str],
+) -> Executable:
+    """INSERT … ON CONFLICT/DUPLICATE KEY UPDATE for SQLite, PostgreSQL and MySQL."""
+    if dialect_name in ("mysql", "mariadb"):
+        mysql_statement = mysql_insert(table).values(**values)
+        return mysql_statement.on_duplicate_key_update(
+            {column: mysql_statement.inserted[column] for column in update_columns}
+        )
+    insert_factory = postgresql_insert if dialect_name == "postgresql" else sqlite_insert
+    statement = insert_factory(table).values(**values)
+    return statement.on_conflict_do_update(
+        index_elements=conflict_columns,
+        set_={column: statement.excluded[column] for column in update_columns},
+    )

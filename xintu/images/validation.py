@@ -61,6 +61,20 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def check_header(data: bytes, max_pixels: int) -> None:
+    """Cheap checks without decoding pixels: known type, readable header, pixel limit."""
+    if sniff_format(data) is None:
+        raise UnsupportedMediaType()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            width, height = Image.open(io.BytesIO(data)).size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InvalidImage(f"The image cannot be decoded: {type(exc).__name__}") from exc
+    if width <= 0 or height <= 0 or width * height > max_pixels:
+        raise InvalidImage(f"The image has {width}x{height} pixels; the limit is {max_pixels}")
+
+
 def prepare_image(data: bytes, max_pixels: int) -> PreparedImage:
     """Validate and fully decode ``data``. Blocking: call it in a worker thread."""
     image_format = sniff_format(data)

@@ -1,0 +1,101 @@
+"""Single flight: concurrent requests for the same image bytes share one inference.
+
+Keyed by the SHA-256 of the received bytes (never by a client's claimed hash, which could
+pair a false hash with someone else's picture). Within a process the followers await the
+leader's future. With Redis, processes coordinate through a short lock: the leader
+publishes its prediction under a result key and followers elsewhere poll for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import cast
+
+import orjson
+from redis.asyncio import Redis
+
+from xintu.categories import Category
+from xintu.inference.base import Prediction
+
+_LOCK_PREFIX = "xintu:flight:lock:"
+_RESULT_PREFIX = "xintu:flight:result:"
+# Long enough for followers that poll; short so a fallback answer is not reused later.
+_RESULT_TTL_S = 5
+_POLL_S = 0.025
+
+
+class SingleFlight:
+    def __init__(self, redis: Redis | None, lock_ttl_s: float) -> None:
+        self._redis = redis
+        self._lock_ttl_ms = int(lock_ttl_s * 1000)
+        self._inflight: dict[str, asyncio.Future[Prediction]] = {}
+
+    async def run(
+        self, key: str, infer: Callable[[], Awaitable[Prediction]]
+    ) -> tuple[Prediction, bool]:
+        """The prediction for ``key`` and whether this call was the one that inferred it."""
+        existing = self._inflight.get(key)
+        if existing is not None:
+            return await asyncio.shield(existing), False
+        future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            prediction, leader = await self._run_across_processes(key, infer)
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+                # Followers see the error; the leader re-raises it. Nobody else must warn.
+                future.exception()
+            raise
+        else:
+            future.set_result(prediction)
+            return prediction, leader
+        finally:
+            self._inflight.pop(key, None)
+
+    async def _run_across_processes(
+        self, key: str, infer: Callable[[], Awaitable[Prediction]]
+    ) -> tuple[Prediction, bool]:
+        if self._redis is None:
+            return await infer(), True
+        token = secrets.token_hex(8)
+        deadline = asyncio.get_running_loop().time() + self._lock_ttl_ms / 1000
+        while True:
+            raw = await self._redis.get(_RESULT_PREFIX + key)
+            if raw is not None:
+                return _loads(cast(bytes, raw)), False
+            if await self._redis.set(_LOCK_PREFIX + key, token, nx=True, px=self._lock_ttl_ms):
+                try:
+                    prediction = await infer()
+                    await self._redis.set(
+                        _RESULT_PREFIX + key, _dumps(prediction), ex=_RESULT_TTL_S
+                    )
+                    return prediction, True
+                finally:
+                    with contextlib.suppress(Exception):
+                        if await self._redis.get(_LOCK_PREFIX + key) == token.encode():
+                            await self._redis.delete(_LOCK_PREFIX + key)
+            # Another process is inferring: wait for its result, or for its lock to go.
+            while asyncio.get_running_loop().time() < deadline:
+                raw = await self._redis.get(_RESULT_PREFIX + key)
+                if raw is not None:
+                    return _loads(cast(bytes, raw)), False
+                if not await self._redis.exists(_LOCK_PREFIX + key):
+                    break
+                await asyncio.sleep(_POLL_S)
+            else:
+                return await infer(), True
+
+
+def _dumps(prediction: Prediction) -> bytes:
+    return orjson.dumps(asdict(prediction))
+
+
+def _loads(raw: bytes) -> Prediction:
+    payload = orjson.loads(raw)
+    payload["category"] = Category(payload["category"])
+    return Prediction(**payload)

@@ -1,0 +1,82 @@
+"""The ``xintu`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from xintu.config import get_settings
+
+app = typer.Typer(help="XinTu Album backend", no_args_is_help=True)
+cache_app = typer.Typer(help="The global classification cache", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database to the newest schema."""
+    from xintu.migrations import upgrade_to_head
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_to_head(settings.database_url)
+    typer.echo("database is at the newest schema")
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="default XINTU_HOST"),
+    port: int | None = typer.Option(None, help="default XINTU_PORT"),
+    workers: int = typer.Option(1, help="uvicorn worker processes"),
+) -> None:
+    """Migrate the database, then serve the API."""
+    import uvicorn
+
+    migrate()
+    settings = get_settings()
+    uvicorn.run(
+        "xintu.main:app",
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        proxy_headers=True,
+        log_config=None,
+    )
+
+
+@cache_app.command("purge")
+def cache_purge(
+    model: str = typer.Option(..., help="delete every entry this model produced"),
+) -> None:
+    """Delete the cache entries of one model (e.g. after a model was found to be wrong)."""
+    from redis.asyncio import Redis
+
+    from xintu.classify.cache import ClassificationCache
+    from xintu.db import Database
+
+    settings = get_settings()
+
+    async def run() -> int:
+        database = Database(settings.database_url)
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        try:
+            cache = ClassificationCache(
+                database.engine,
+                redis,
+                quorum=settings.cache_quorum,
+                memory_entries=1,
+                memory_ttl_s=1,
+                redis_ttl_s=settings.redis_cache_ttl_s,
+            )
+            return await cache.purge_model(model)
+        finally:
+            await database.dispose()
+            if redis is not None:
+                await redis.aclose()
+
+    typer.echo(f"purged {asyncio.run(run())} entries of model {model!r}")
+
+
+if __name__ == "__main__":
+    app()
