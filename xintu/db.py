@@ -92,3 +92,20 @@ def upsert(
         index_elements=conflict_columns,
         set_={column: statement.excluded[column] for column in update_columns},
     )
+
+
+def insert_ignoring_duplicates(
+    dialect_name: str, table: Table, values: dict[str, Any], conflict_columns: list[str]
+) -> Executable:
+    """INSERT that does nothing when a row with the same unique key exists."""
+    if dialect_name in ("mysql", "mariadb"):
+        mysql_statement = mysql_insert(table).values(**values)
+        # A no-op update: unlike INSERT IGNORE it does not swallow other errors.
+        key = conflict_columns[0]
+        return mysql_statement.on_duplicate_key_update({key: mysql_statement.inserted[key]})
+    insert_factory = postgresql_insert if dialect_name == "postgresql" else sqlite_insert
+    return (
+        insert_factory(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=conflict_columns)
+    )

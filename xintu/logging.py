@@ -32,7 +32,7 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
         "{extra[request_id]} | {name}:{line} - <level>{message}</level>"
     )
     logger.add(sys.stderr, level=level.upper(), serialize=json, format=fmt, backtrace=False)
-    logging.basicConfig(handlers=[_InterceptHandler()], level=0, force=True)
+    logging.basicConfig(handlers=[_InterceptHandler()], level=level.upper(), force=True)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers = [_InterceptHandler()]
         logging.getLogger(name).propagate = False

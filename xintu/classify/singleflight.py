@@ -2,8 +2,10 @@
 
 Keyed by the SHA-256 of the received bytes (never by a client's claimed hash, which could
 pair a false hash with someone else's picture). Within a process the followers await the
-leader's future. With Redis, processes coordinate through a short lock: the leader
-publishes its prediction under a result key and followers elsewhere poll for it.
+leader's future; a flight that has just landed still answers identical bytes for a few
+seconds (a batch holding the same photo twice, a client retrying). With Redis, processes
+coordinate through a short lock: the leader publishes its prediction under a result key
+and followers elsewhere poll for it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import asdict
 from typing import cast
 
 import orjson
+from cachetools import TTLCache
 from redis.asyncio import Redis
 
 from xintu.categories import Category
@@ -26,6 +29,7 @@ _RESULT_PREFIX = "xintu:flight:result:"
 # Long enough for followers that poll; short so a fallback answer is not reused later.
 _RESULT_TTL_S = 5
 _POLL_S = 0.025
+_RECENT_TTL_S = 5.0
 
 
 class SingleFlight:
@@ -33,11 +37,15 @@ class SingleFlight:
         self._redis = redis
         self._lock_ttl_ms = int(lock_ttl_s * 1000)
         self._inflight: dict[str, asyncio.Future[Prediction]] = {}
+        self._recent: TTLCache[str, Prediction] = TTLCache(10_000, _RECENT_TTL_S)
 
     async def run(
         self, key: str, infer: Callable[[], Awaitable[Prediction]]
     ) -> tuple[Prediction, bool]:
         """The prediction for ``key`` and whether this call was the one that inferred it."""
+        recent = self._recent.get(key)
+        if recent is not None:
+            return recent, False
         existing = self._inflight.get(key)
         if existing is not None:
             return await asyncio.shield(existing), False
@@ -53,6 +61,7 @@ class SingleFlight:
             raise
         else:
             future.set_result(prediction)
+            self._recent[key] = prediction
             return prediction, leader
         finally:
             self._inflight.pop(key, None)
