@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from tests.fixtures.fake_llm import FakeLLM
 from xintu.config import Settings
 from xintu.db import create_engine
+from xintu.inference.base import Classifier
 from xintu.main import create_app
 from xintu.migrations import upgrade_to_head_async
 from xintu.models import Base
@@ -139,7 +140,7 @@ def make_client(tmp_path: Path) -> AppFactory:
 
     @asynccontextmanager
     async def factory(
-        client_host: str = "127.0.0.1", **overrides: Any
+        client_host: str = "127.0.0.1", local: Classifier | None = None, **overrides: Any
     ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
         values: dict[str, Any] = {
             "data_dir": tmp_path / "data",
@@ -151,6 +152,8 @@ def make_client(tmp_path: Path) -> AppFactory:
         }
         values.update(overrides)
         app = create_app(Settings(_env_file=None, **values))  # type: ignore[call-arg]
+        if local is not None:
+            app.state.local_classifier_factory = lambda _settings: local
         async with LifespanManager(app):
             transport = httpx.ASGITransport(app=app, client=(client_host, 5000))
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
