@@ -13,6 +13,7 @@ from xintu import __version__
 from xintu.config import Settings, get_settings
 from xintu.db import Database
 from xintu.errors import install_error_handlers
+from xintu.geo.api import router as geo_router
 from xintu.logging import configure_logging, request_id_var
 from xintu.responses import FastJSONResponse
 
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     api = APIRouter(prefix=API_PREFIX)
+    api.include_router(geo_router)
     app.include_router(api)
     return app
 
