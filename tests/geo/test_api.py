@@ -18,8 +18,15 @@ from xintu.main import create_app
 LOCATE = "/api/v1/geo/locate"
 BATCH = "/api/v1/geo/locate/batch"
 PLACE_FIELDS = {
-    "latitude", "longitude", "country", "country_code", "province", "city", "district",
-    "display_name", "source",
+    "latitude",
+    "longitude",
+    "country",
+    "country_code",
+    "province",
+    "city",
+    "district",
+    "display_name",
+    "source",
 }
 
 
@@ -81,7 +88,9 @@ async def test_photo_without_gps_is_no_gps(client: httpx.AsyncClient) -> None:
     response = await client.post(LOCATE, files={"file": ("t.jpg", data, "image/jpeg")})
     assert response.status_code == 422
     assert response.json() == {
-        "success": False, "code": "no_gps", "detail": "The image has no GPS position in its EXIF"
+        "success": False,
+        "code": "no_gps",
+        "detail": "The image has no GPS position in its EXIF",
     }
 
 

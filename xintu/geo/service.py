@@ -151,7 +151,9 @@ def wgs84_to_gcj02(latitude: float, longitude: float) -> tuple[float, float]:
     rad_lat = latitude / 180.0 * math.pi
     magic = 1 - eccentricity_sq * math.sin(rad_lat) ** 2
     sqrt_magic = math.sqrt(magic)
-    d_lat = (d_lat * 180.0) / ((semi_major * (1 - eccentricity_sq)) / (magic * sqrt_magic) * math.pi)
+    d_lat = (d_lat * 180.0) / (
+        (semi_major * (1 - eccentricity_sq)) / (magic * sqrt_magic) * math.pi
+    )
     d_lon = (d_lon * 180.0) / (semi_major / sqrt_magic * math.cos(rad_lat) * math.pi)
     return latitude + d_lat, longitude + d_lon
 
@@ -193,7 +195,9 @@ class _ChinaBoundaries:
         self.geometries = np.array(geometries, dtype=object)
         shapely.prepare(self.geometries)
         self.tree = shapely.STRtree(self.geometries)
-        self.places = [self._names(code, name) for code, name in zip(codes, district_names, strict=True)]
+        self.places = [
+            self._names(code, name) for code, name in zip(codes, district_names, strict=True)
+        ]
 
     def _names(self, code: str, name: str) -> tuple[str, str, str | None, str | None]:
         """(country_code, province, city, district) for a district feature."""

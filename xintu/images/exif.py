@@ -117,8 +117,15 @@ def parse_gps(gps_tags: dict[int, Any]) -> tuple[float, float] | None:
     if not any(present):
         return None
     if not all(present):
-        missing = [name for name, ok in zip(("GPSLatitudeRef", "GPSLatitude",
-                   "GPSLongitudeRef", "GPSLongitude"), present, strict=True) if not ok]
+        missing = [
+            name
+            for name, ok in zip(
+                ("GPSLatitudeRef", "GPSLatitude", "GPSLongitudeRef", "GPSLongitude"),
+                present,
+                strict=True,
+            )
+            if not ok
+        ]
         raise GpsError(f"GPS position is incomplete: missing {', '.join(missing)}")
     latitude = _degrees(gps_tags[_GPS_LATITUDE], "GPSLatitude")
     longitude = _degrees(gps_tags[_GPS_LONGITUDE], "GPSLongitude")
@@ -194,16 +201,18 @@ def parse_capture_time(
     UTC time stamp compared with the local clock; without either the time stays naive
     (camera local time, zone unknown).
     """
-    for tag, offset_tag in (
+    local: datetime | None = None
+    offset_tag = _OFFSET_TIME
+    for tag, tag_offset in (
         (_DATETIME_ORIGINAL, _OFFSET_TIME_ORIGINAL),
         (_DATETIME_DIGITIZED, _OFFSET_TIME),
     ):
         local = _exif_datetime(exif_tags.get(tag))
         if local is not None:
+            offset_tag = tag_offset
             break
-    else:
+    if local is None:
         local = _exif_datetime(base_datetime)
-        offset_tag = _OFFSET_TIME
     if local is None:
         return None
     offset = _exif_offset(exif_tags.get(offset_tag))
