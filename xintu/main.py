@@ -21,6 +21,7 @@ from xintu.classify.writer import WriteBehind
 from xintu.config import Settings, get_settings
 from xintu.db import Database
 from xintu.errors import install_error_handlers
+from xintu.geo.api import router as geo_router
 from xintu.health.api import router as health_router
 from xintu.inference.base import Classifier
 from xintu.inference.hybrid import CircuitBreaker, HybridClassifier, ProviderSlot
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(classify_router)
     api.include_router(health_router)
+    api.include_router(geo_router)
     app.include_router(api)
     return app
 
