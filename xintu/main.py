@@ -139,7 +139,7 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
         settings, cache, classifier, writer, SingleFlight(redis, flight_ttl), classifier.local
     )
     app.state.rate_limiter = RateLimiter(
-        settings.redis_url, settings.rate_limit_classify, settings.rate_limit_check
+        settings.redis_url, redis, settings.rate_limit_classify, settings.rate_limit_check
     )
 
 

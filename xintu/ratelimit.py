@@ -8,15 +8,24 @@ import time
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from redis.asyncio import Redis
 
 from xintu.errors import RateLimited
 
 
 class RateLimiter:
-    def __init__(self, redis_url: str | None, classify: str, check: str) -> None:
+    def __init__(
+        self, redis_url: str | None, redis: Redis | None, classify: str, check: str
+    ) -> None:
         storage: Storage
-        if redis_url:
-            storage = RedisStorage("async+" + redis_url, key_prefix="xintu:ratelimit")
+        if redis_url and redis is not None:
+            # Share the app's connection pool: it is closed with the app's Redis client.
+            storage = RedisStorage(
+                "async+" + redis_url,
+                implementation="redispy",
+                key_prefix="xintu:ratelimit",
+                connection_pool=redis.connection_pool,
+            )
         else:
             storage = MemoryStorage()
         self._limiter = SlidingWindowCounterRateLimiter(storage)
