@@ -16,7 +16,11 @@ from xintu.users.security import TokenClaims, decode_access_token
 _MAX_LABEL = 128
 
 
-def get_app_settings(request: Request) -> Settings:
+# Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in a
+# thread pool, which costs more than these functions themselves on the hot paths.
+
+
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -63,8 +67,7 @@ def _bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def get_token_claims(request: Request) -> TokenClaims | None:
-    """Claims of the bearer token; 401 for a bad token, None when there is none."""
+def _token_claims(request: Request) -> TokenClaims | None:
     token = _bearer_token(request)
     if token is None:
         return None
@@ -75,8 +78,13 @@ def get_token_claims(request: Request) -> TokenClaims | None:
     return claims
 
 
-def get_caller(request: Request) -> Caller:
-    claims = get_token_claims(request)
+async def get_token_claims(request: Request) -> TokenClaims | None:
+    """Claims of the bearer token; 401 for a bad token, None when there is none."""
+    return _token_claims(request)
+
+
+async def get_caller(request: Request) -> Caller:
+    claims = _token_claims(request)
     label = request.headers.get("x-user-id")
     if label is not None:
         # "user:" labels belong to authenticated users only.
@@ -87,7 +95,9 @@ def get_caller(request: Request) -> Caller:
     return Caller(ip=ip, token=claims, label=label)
 
 
-def require_admin(claims: Annotated[TokenClaims | None, Depends(get_token_claims)]) -> TokenClaims:
+async def require_admin(
+    claims: Annotated[TokenClaims | None, Depends(get_token_claims)],
+) -> TokenClaims:
     if claims is None:
         raise NotAuthenticated()
     if claims.kind != "admin":
@@ -95,7 +105,9 @@ def require_admin(claims: Annotated[TokenClaims | None, Depends(get_token_claims
     return claims
 
 
-def require_user(claims: Annotated[TokenClaims | None, Depends(get_token_claims)]) -> TokenClaims:
+async def require_user(
+    claims: Annotated[TokenClaims | None, Depends(get_token_claims)],
+) -> TokenClaims:
     if claims is None:
         raise NotAuthenticated()
     if claims.kind != "user":

@@ -24,7 +24,7 @@ class RateLimiter:
                 "async+" + redis_url,
                 implementation="redispy",
                 key_prefix="xintu:ratelimit",
-                connection_pool=redis.connection_pool,
+                connection_pool=redis.connection_pool,  # type: ignore[arg-type]
             )
         else:
             storage = MemoryStorage()

@@ -80,12 +80,12 @@ _BATCH_UPLOAD_BODY = {
 }
 
 
-def get_service(request: Request) -> ClassificationService:
+async def get_service(request: Request) -> ClassificationService:
     service: ClassificationService = request.app.state.classification
     return service
 
 
-def get_rate_limiter(request: Request) -> RateLimiter:
+async def get_rate_limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
 

@@ -17,10 +17,11 @@ import orjson
 from cachetools import TTLCache
 from loguru import logger
 from redis.asyncio import Redis
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, delete, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from xintu.db import upsert
+from xintu.db import insert_ignoring_duplicates, is_sqlite, upsert
 from xintu.inference.base import Prediction
 from xintu.models import ImageCacheClaim, ImageClassificationCache
 from xintu.models.base import utcnow
@@ -31,6 +32,9 @@ _REDIS_PREFIX = "xintu:cache:"
 INVALIDATION_CHANNEL = "xintu:cache:invalidate"
 _INVALIDATE_ALL = "*"
 _DB_CHUNK = 500
+_WRITE_ATTEMPTS = 4
+# MySQL deadlock / lock wait timeout, PostgreSQL serialization failure / deadlock.
+_RETRYABLE_CODES = ("1213", "1205", "40001", "40P01")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +82,20 @@ class ClassificationCache:
         self._redis_ttl_s = redis_ttl_s
         self._memory: TTLCache[str, CacheEntry] = TTLCache(memory_entries, memory_ttl_s)
         self._listener: asyncio.Task[None] | None = None
+        # Striped: a bounded set of locks, the same one for the same hash.
+        self._hash_locks = [asyncio.Lock() for _ in range(64)]
+        # SQLite has one writer at a time and its busy handler sleeps up to 100 ms between
+        # retries; queueing our writes in-process is far faster than contending for it.
+        self._write_lock: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if is_sqlite(str(engine.url)) else contextlib.nullcontext()
+        )
 
     # -- reading ---------------------------------------------------------------------------
 
     async def get(self, image_hash: str) -> CacheEntry | None:
+        entry = self._memory.get(image_hash)
+        if entry is not None:
+            return entry
         return (await self.get_many([image_hash])).get(image_hash)
 
     async def get_many(self, hashes: list[str]) -> dict[str, CacheEntry]:
@@ -146,94 +160,123 @@ class ClassificationCache:
         server_verified: bool,
         size_bytes: int | None,
     ) -> CacheEntry:
-        """Store a fresh answer and the uploader's claim; share it when the rule allows.
+        """Store a fresh answer; share it when the rule of DESIGN §4.1 allows.
 
         ``server_verified``: the server hashed the classified bytes itself and got
-        ``image_hash``, so the entry cannot be a planted answer.
+        ``image_hash``, so the entry cannot be a planted answer and is shared at once.
+        Otherwise the uploader's claim is recorded and the entry is shared when
+        ``quorum`` distinct uploaders got the same category under this hash.
         """
         now = utcnow()
-        category = prediction.category.value
-        async with self._engine.begin() as connection:
-            dialect = connection.dialect.name
-            await connection.execute(
-                upsert(
-                    dialect,
-                    _CLAIMS,
-                    {
-                        "image_hash": image_hash,
-                        "uploader": uploader,
-                        "category": category,
-                        "created_at": now,
-                    },
-                    ["image_hash", "uploader"],
-                    ["category"],
-                )
-            )
-            agreeing = (
-                await connection.execute(
-                    select(func.count())
-                    .select_from(_CLAIMS)
-                    .where(_CLAIMS.c.image_hash == image_hash, _CLAIMS.c.category == category)
-                )
-            ).scalar_one()
-            shared = server_verified or agreeing >= self._quorum
-            existing = (
-                (
-                    await connection.execute(
-                        select(_ENTRIES).where(_ENTRIES.c.image_hash == image_hash)
-                    )
-                )
-                .mappings()
-                .first()
-            )
-            values = {
-                "category": category,
-                "confidence": prediction.confidence,
-                "description": prediction.description,
-                "model": prediction.model,
-                "inference_method": prediction.inference_method,
-                "size_bytes": size_bytes,
-                "shared": shared,
-                "updated_at": now,
-            }
-            if existing is None:
-                await connection.execute(
-                    upsert(
-                        dialect,
-                        _ENTRIES,
-                        {**values, "image_hash": image_hash, "hit_count": 0, "created_at": now},
-                        ["image_hash"],
-                        list(values),
-                    )
-                )
-            elif shared and not existing["shared"]:
-                # The quorum (or the server's own hash) settles it: everyone gets this answer.
-                await connection.execute(
-                    update(_ENTRIES).where(_ENTRIES.c.image_hash == image_hash).values(**values)
-                )
-            elif existing["size_bytes"] is None and size_bytes is not None:
-                await connection.execute(
-                    update(_ENTRIES)
-                    .where(_ENTRIES.c.image_hash == image_hash)
-                    .values(size_bytes=size_bytes)
-                )
-            row = (
-                (
-                    await connection.execute(
-                        select(_ENTRIES).where(_ENTRIES.c.image_hash == image_hash)
-                    )
-                )
-                .mappings()
-                .one()
-            )
-            uploaders: frozenset[str] = frozenset()
-            if not row["shared"]:
-                uploaders = (await _uploaders_by_hash(connection, {image_hash: row})).get(
-                    image_hash, frozenset()
-                )
-            entry = _entry(row, uploaders)
+        values: dict[str, Any] = {
+            "category": prediction.category.value,
+            "confidence": prediction.confidence,
+            "description": prediction.description,
+            "model": prediction.model,
+            "inference_method": prediction.inference_method,
+            "size_bytes": size_bytes,
+            "updated_at": now,
+        }
+        # Writes for one hash queue up in this process; across processes a deadlock or
+        # serialization failure (MySQL gap locks on a fresh key) is retried.
+        async with self._hash_locks[int(image_hash[:8], 16) % len(self._hash_locks)]:
+            for attempt in range(_WRITE_ATTEMPTS):
+                try:
+                    async with self._write_lock, self._engine.begin() as connection:
+                        if server_verified:
+                            entry = await self._record_verified(connection, image_hash, values)
+                        else:
+                            entry = await self._record_claim(
+                                connection, image_hash, values, uploader
+                            )
+                    break
+                except DBAPIError as exc:
+                    if attempt + 1 == _WRITE_ATTEMPTS or not _is_retryable(exc):
+                        raise
+                    await asyncio.sleep(0.01 * 2**attempt)
         await self._publish([entry])
         return entry
+
+    async def _record_verified(
+        self, connection: AsyncConnection, image_hash: str, values: dict[str, Any]
+    ) -> CacheEntry:
+        values = {**values, "shared": True}
+        # An unshared (claimed) entry is replaced: the server's own hash settles it.
+        replaced = await connection.execute(
+            update(_ENTRIES)
+            .where(_ENTRIES.c.image_hash == image_hash, _ENTRIES.c.shared.is_(False))
+            .values(**values)
+        )
+        if replaced.rowcount == 0:
+            await connection.execute(
+                insert_ignoring_duplicates(
+                    connection.dialect.name,
+                    _ENTRIES,
+                    {
+                        **values,
+                        "image_hash": image_hash,
+                        "hit_count": 0,
+                        "created_at": values["updated_at"],
+                    },
+                    ["image_hash"],
+                )
+            )
+        row = await _select_entry(connection, image_hash)
+        return _entry(row, frozenset())
+
+    async def _record_claim(
+        self,
+        connection: AsyncConnection,
+        image_hash: str,
+        values: dict[str, Any],
+        uploader: str,
+    ) -> CacheEntry:
+        category = values["category"]
+        await connection.execute(
+            upsert(
+                connection.dialect.name,
+                _CLAIMS,
+                {
+                    "image_hash": image_hash,
+                    "uploader": uploader,
+                    "category": category,
+                    "created_at": values["updated_at"],
+                },
+                ["image_hash", "uploader"],
+                ["category"],
+            )
+        )
+        claims = (
+            await connection.execute(
+                select(_CLAIMS.c.uploader, _CLAIMS.c.category).where(
+                    _CLAIMS.c.image_hash == image_hash
+                )
+            )
+        ).all()
+        agreeing = sum(1 for _, claimed in claims if claimed == category)
+        shared = agreeing >= self._quorum
+        existing = await _select_entry(connection, image_hash, required=False)
+        if existing is None:
+            await connection.execute(
+                insert_ignoring_duplicates(
+                    connection.dialect.name,
+                    _ENTRIES,
+                    _new_row(image_hash, {**values, "shared": shared}),
+                    ["image_hash"],
+                )
+            )
+        elif shared and not existing["shared"]:
+            # The quorum settles it: everyone gets this answer from now on.
+            await connection.execute(
+                update(_ENTRIES)
+                .where(_ENTRIES.c.image_hash == image_hash)
+                .values(**values, shared=True)
+            )
+        row = await _select_entry(connection, image_hash)
+        uploaders: frozenset[str] = frozenset()
+        if not row["shared"]:
+            uploaders = frozenset(name for name, claimed in claims if claimed == row["category"])
+        return _entry(row, uploaders)
 
     async def purge_model(self, model: str) -> int:
         """Delete every entry produced by ``model`` (and its claims); returns how many."""
@@ -306,6 +349,25 @@ class ClassificationCache:
                 # Anything could have changed while we were deaf.
                 self._memory.clear()
                 await asyncio.sleep(1.0)
+
+
+def _is_retryable(exc: DBAPIError) -> bool:
+    text = str(exc.orig)
+    return any(code in text for code in _RETRYABLE_CODES) or "deadlock" in text.lower()
+
+
+def _new_row(image_hash: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {**values, "image_hash": image_hash, "hit_count": 0, "created_at": values["updated_at"]}
+
+
+async def _select_entry(
+    connection: AsyncConnection, image_hash: str, *, required: bool = True
+) -> Any:
+    result = await connection.execute(select(_ENTRIES).where(_ENTRIES.c.image_hash == image_hash))
+    row = result.mappings().first()
+    if row is None and required:
+        raise LookupError(f"no cache entry for {image_hash}")
+    return row
 
 
 def _entry(row: Any, uploaders: frozenset[str]) -> CacheEntry:
