@@ -18,6 +18,8 @@ from cachetools import TTLCache
 from loguru import logger
 from redis.asyncio import Redis
 from sqlalchemy import Table, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -201,26 +203,39 @@ class ClassificationCache:
         self, connection: AsyncConnection, image_hash: str, values: dict[str, Any]
     ) -> CacheEntry:
         values = {**values, "shared": True}
-        # An unshared (claimed) entry is replaced: the server's own hash settles it.
-        replaced = await connection.execute(
-            update(_ENTRIES)
-            .where(_ENTRIES.c.image_hash == image_hash, _ENTRIES.c.shared.is_(False))
-            .values(**values)
-        )
-        if replaced.rowcount == 0:
-            await connection.execute(
-                insert_ignoring_duplicates(
-                    connection.dialect.name,
-                    _ENTRIES,
-                    {
-                        **values,
-                        "image_hash": image_hash,
-                        "hit_count": 0,
-                        "created_at": values["updated_at"],
-                    },
-                    ["image_hash"],
+        dialect = connection.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            # One statement on the hot path: insert, or replace an unshared (claimed) entry
+            # — the server's own hash settles it — and keep an already shared one.
+            insert_factory = postgresql_insert if dialect == "postgresql" else sqlite_insert
+            statement = insert_factory(_ENTRIES).values(**_new_row(image_hash, values))
+            written = (
+                (
+                    await connection.execute(
+                        statement.on_conflict_do_update(
+                            index_elements=["image_hash"],
+                            set_=values,
+                            where=_ENTRIES.c.shared.is_(False),
+                        ).returning(*_ENTRIES.c)
+                    )
                 )
+                .mappings()
+                .first()
             )
+            if written is not None:
+                return _entry(written, frozenset())
+        else:
+            replaced = await connection.execute(
+                update(_ENTRIES)
+                .where(_ENTRIES.c.image_hash == image_hash, _ENTRIES.c.shared.is_(False))
+                .values(**values)
+            )
+            if replaced.rowcount == 0:
+                await connection.execute(
+                    insert_ignoring_duplicates(
+                        dialect, _ENTRIES, _new_row(image_hash, values), ["image_hash"]
+                    )
+                )
         row = await _select_entry(connection, image_hash)
         return _entry(row, frozenset())
 

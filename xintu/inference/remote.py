@@ -62,13 +62,18 @@ def provider_configs(settings: Settings) -> list[ProviderConfig]:
     return configs
 
 
-def image_payload(image: PreparedImage) -> tuple[str, bytes]:
-    """The MIME type and bytes to send: the upload itself unless it is too big or exotic."""
-    if (
+def needs_reencoding(image: PreparedImage) -> bool:
+    """Whether the upload is too big or in a format providers may refuse (HEIC, BMP, GIF)."""
+    return not (
         image.format in _SENDABLE_FORMATS
         and len(image.data) <= _MAX_SEND_BYTES
         and max(image.width, image.height) <= _MAX_SEND_SIDE
-    ):
+    )
+
+
+def image_payload(image: PreparedImage) -> tuple[str, bytes]:
+    """The MIME type and bytes to send: the upload itself unless it needs re-encoding."""
+    if not needs_reencoding(image):
         return image.mime, image.data
     picture = image.image.convert("RGB")
     picture.thumbnail((_RESIZE_SIDE, _RESIZE_SIDE), Image.Resampling.LANCZOS)
@@ -91,7 +96,10 @@ class RemoteClassifier:
         self._url = config.base_url.rstrip("/") + "/chat/completions"
 
     async def classify(self, image: PreparedImage) -> Prediction:
-        mime, data = await asyncio.to_thread(image_payload, image)
+        if needs_reencoding(image):
+            mime, data = await asyncio.to_thread(image_payload, image)
+        else:
+            mime, data = image.mime, image.data
         data_url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
         body = {
             "model": self.model,
