@@ -62,7 +62,7 @@ def cache_purge(
         redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         try:
             cache = ClassificationCache(
-                database.engine,
+                database,
                 redis,
                 quorum=settings.cache_quorum,
                 memory_entries=1,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from fastapi import Request
-from sqlalchemy import Executable, Table, event
+from sqlalchemy import Connection, Engine, Executable, Table, event
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -18,9 +22,21 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -28,20 +44,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
-            from pathlib import Path
-
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
         url, pool_pre_ping=True, pool_recycle=1800, pool_size=20, max_overflow=20, **kwargs
@@ -55,9 +60,46 @@ class Database:
         self.url = url
         self.engine = create_engine(url)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # The hot paths (cache lookups and writes, request-log batches) on SQLite use the
+        # stdlib driver in a thread: one thread hop per operation instead of one per
+        # cursor call through aiosqlite. Writes go through one thread: SQLite has one
+        # writer at a time, and queueing beats its busy handler's sleeps.
+        self._sqlite: Engine | None = None
+        self._sqlite_writer: ThreadPoolExecutor | None = None
+        if is_sqlite(url):
+            sync_url = make_url(url).set(drivername="sqlite+pysqlite")
+            self._sqlite = sa_create_engine(
+                sync_url, connect_args={"timeout": 30, "check_same_thread": False}
+            )
+            event.listen(self._sqlite, "connect", _sqlite_pragmas)
+            self._sqlite_writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+
+    async def run(
+        self, operation: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``operation(connection, …)`` in one transaction, committed when it returns.
+
+        The operation is plain synchronous SQLAlchemy Core code: it runs in a thread on
+        SQLite and in the async driver's greenlet elsewhere.
+        """
+        if self._sqlite is not None:
+            sqlite = self._sqlite
+
+            def in_thread() -> T:
+                with sqlite.begin() as connection:
+                    return operation(connection, *args, **kwargs)
+
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._sqlite_writer, in_thread)
+        async with self.engine.begin() as connection:
+            return await connection.run_sync(operation, *args, **kwargs)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._sqlite is not None:
+            self._sqlite.dispose()
+        if self._sqlite_writer is not None:
+            self._sqlite_writer.shutdown(wait=True)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -106,7 +106,7 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
     app.state.classifier = classifier
 
     cache = ClassificationCache(
-        database.engine,
+        database,
         redis,
         quorum=settings.cache_quorum,
         memory_entries=settings.memory_cache_entries,
@@ -115,7 +115,7 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
     )
     await cache.start()
     stack.push_async_callback(cache.stop)
-    writer = WriteBehind(database.engine, settings.log_flush_interval_s)
+    writer = WriteBehind(database, settings.log_flush_interval_s)
     await writer.start()
     stack.push_async_callback(writer.stop)
 

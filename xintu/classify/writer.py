@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Any, cast
 
 from loguru import logger
-from sqlalchemy import Table, bindparam, insert, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Connection, Table, bindparam, insert, update
 
+from xintu.db import Database
 from xintu.models import ImageClassificationCache, RequestLog
 from xintu.models.base import utcnow
 
@@ -27,9 +27,29 @@ _FLUSH_AT_ROWS = 1000
 _MAX_BUFFERED_ROWS = 100_000
 
 
+def _write(
+    connection: Connection,
+    rows: list[dict[str, Any]],
+    hits: Counter[str],
+    last_hit: dict[str, datetime],
+) -> None:
+    if rows:
+        connection.execute(insert(_LOG), rows)
+    if hits:
+        connection.execute(
+            update(_ENTRIES)
+            .where(_ENTRIES.c.image_hash == bindparam("hash_key"))
+            .values(
+                hit_count=_ENTRIES.c.hit_count + bindparam("hits"),
+                last_hit_at=bindparam("hit_at"),
+            ),
+            [{"hash_key": h, "hits": n, "hit_at": last_hit[h]} for h, n in hits.items()],
+        )
+
+
 class WriteBehind:
-    def __init__(self, engine: AsyncEngine, flush_interval_s: float) -> None:
-        self._engine = engine
+    def __init__(self, database: Database, flush_interval_s: float) -> None:
+        self._database = database
         self._interval = flush_interval_s
         self._rows: list[dict[str, Any]] = []
         self._hits: Counter[str] = Counter()
@@ -62,22 +82,7 @@ class WriteBehind:
             if not rows and not hits:
                 return
             try:
-                async with self._engine.begin() as connection:
-                    if rows:
-                        await connection.execute(insert(_LOG), rows)
-                    if hits:
-                        await connection.execute(
-                            update(_ENTRIES)
-                            .where(_ENTRIES.c.image_hash == bindparam("hash_key"))
-                            .values(
-                                hit_count=_ENTRIES.c.hit_count + bindparam("hits"),
-                                last_hit_at=bindparam("hit_at"),
-                            ),
-                            [
-                                {"hash_key": h, "hits": n, "hit_at": last_hit[h]}
-                                for h, n in hits.items()
-                            ],
-                        )
+                await self._database.run(_write, rows, hits, last_hit)
             except Exception as exc:  # noqa: BLE001 - keep the rows for the next try
                 logger.error("write-behind flush failed ({}); will retry", exc)
                 self._rows[:0] = rows

@@ -1,0 +1,208 @@
+"""Cache entries and uploader claims in the database: plain synchronous Core statements.
+
+Each function is one transaction's work on a ``Connection``; ``Database.run`` executes it
+in a thread on SQLite and in the async driver's greenlet on MySQL and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import Connection, Table, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from xintu.db import insert_ignoring_duplicates, upsert
+from xintu.models import ImageCacheClaim, ImageClassificationCache
+
+_ENTRIES = cast(Table, ImageClassificationCache.__table__)
+_CLAIMS = cast(Table, ImageCacheClaim.__table__)
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    image_hash: str
+    category: str
+    confidence: float
+    description: str
+    model: str
+    inference_method: str
+    size_bytes: int | None
+    shared: bool
+    # Until shared, the uploaders who may see it (they got this category themselves).
+    uploaders: frozenset[str]
+
+    def visible_to(self, uploader: str) -> bool:
+        return self.shared or uploader in self.uploaders
+
+    def dumps(self) -> bytes:
+        payload = asdict(self)
+        payload["uploaders"] = sorted(self.uploaders)
+        return orjson.dumps(payload)
+
+    @classmethod
+    def loads(cls, raw: bytes) -> CacheEntry:
+        payload = orjson.loads(raw)
+        payload["uploaders"] = frozenset(payload["uploaders"])
+        return cls(**payload)
+
+
+def load_entries(connection: Connection, hashes: list[str]) -> dict[str, CacheEntry]:
+    """The entries among ``hashes``, with the uploaders of those not yet shared."""
+    entries: dict[str, CacheEntry] = {}
+    for start in range(0, len(hashes), _CHUNK):
+        chunk = hashes[start : start + _CHUNK]
+        rows = connection.execute(select(_ENTRIES).where(_ENTRIES.c.image_hash.in_(chunk)))
+        unshared: dict[str, Any] = {}
+        for row in rows.mappings():
+            if row["shared"]:
+                entries[row["image_hash"]] = _entry(row, frozenset())
+            else:
+                unshared[row["image_hash"]] = row
+        if unshared:
+            claims = connection.execute(
+                select(_CLAIMS.c.image_hash, _CLAIMS.c.uploader, _CLAIMS.c.category).where(
+                    _CLAIMS.c.image_hash.in_(list(unshared))
+                )
+            )
+            uploaders: dict[str, set[str]] = {}
+            for image_hash, uploader, category in claims:
+                if unshared[image_hash]["category"] == category:
+                    uploaders.setdefault(image_hash, set()).add(uploader)
+            for image_hash, row in unshared.items():
+                entries[image_hash] = _entry(row, frozenset(uploaders.get(image_hash, ())))
+    return entries
+
+
+def record_verified(connection: Connection, image_hash: str, values: dict[str, Any]) -> CacheEntry:
+    """An answer for bytes the server hashed itself: shared at once. It replaces an
+    unshared (claimed) entry and leaves an already shared one as it is."""
+    values = {**values, "shared": True}
+    dialect = connection.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        insert_factory = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        statement = insert_factory(_ENTRIES).values(**_new_row(image_hash, values))
+        written = (
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["image_hash"],
+                    set_=values,
+                    where=_ENTRIES.c.shared.is_(False),
+                ).returning(*_ENTRIES.c)
+            )
+            .mappings()
+            .first()
+        )
+        if written is not None:
+            return _entry(written, frozenset())
+    else:
+        replaced = connection.execute(
+            update(_ENTRIES)
+            .where(_ENTRIES.c.image_hash == image_hash, _ENTRIES.c.shared.is_(False))
+            .values(**values)
+        )
+        if replaced.rowcount == 0:
+            connection.execute(
+                insert_ignoring_duplicates(
+                    dialect, _ENTRIES, _new_row(image_hash, values), ["image_hash"]
+                )
+            )
+    return _entry(_select_entry(connection, image_hash), frozenset())
+
+
+def record_claim(
+    connection: Connection,
+    image_hash: str,
+    values: dict[str, Any],
+    uploader: str,
+    quorum: int,
+) -> CacheEntry:
+    """An answer under a hash the client claims: record the uploader's claim; share the
+    entry once ``quorum`` distinct uploaders got the same category."""
+    category = values["category"]
+    connection.execute(
+        upsert(
+            connection.dialect.name,
+            _CLAIMS,
+            {
+                "image_hash": image_hash,
+                "uploader": uploader,
+                "category": category,
+                "created_at": values["updated_at"],
+            },
+            ["image_hash", "uploader"],
+            ["category"],
+        )
+    )
+    claims = connection.execute(
+        select(_CLAIMS.c.uploader, _CLAIMS.c.category).where(_CLAIMS.c.image_hash == image_hash)
+    ).all()
+    shared = sum(1 for _, claimed in claims if claimed == category) >= quorum
+    existing = _select_entry(connection, image_hash, required=False)
+    if existing is None:
+        connection.execute(
+            insert_ignoring_duplicates(
+                connection.dialect.name,
+                _ENTRIES,
+                _new_row(image_hash, {**values, "shared": shared}),
+                ["image_hash"],
+            )
+        )
+    elif shared and not existing["shared"]:
+        # The quorum settles it: everyone gets this answer from now on.
+        connection.execute(
+            update(_ENTRIES)
+            .where(_ENTRIES.c.image_hash == image_hash)
+            .values(**values, shared=True)
+        )
+    row = _select_entry(connection, image_hash)
+    uploaders: frozenset[str] = frozenset()
+    if not row["shared"]:
+        uploaders = frozenset(name for name, claimed in claims if claimed == row["category"])
+    return _entry(row, uploaders)
+
+
+def purge_model(connection: Connection, model: str) -> list[str]:
+    """Delete the entries ``model`` produced and their claims; returns their hashes."""
+    hashes = list(
+        connection.execute(select(_ENTRIES.c.image_hash).where(_ENTRIES.c.model == model))
+        .scalars()
+        .all()
+    )
+    for start in range(0, len(hashes), _CHUNK):
+        chunk = hashes[start : start + _CHUNK]
+        connection.execute(delete(_CLAIMS).where(_CLAIMS.c.image_hash.in_(chunk)))
+        connection.execute(delete(_ENTRIES).where(_ENTRIES.c.image_hash.in_(chunk)))
+    return hashes
+
+
+def _new_row(image_hash: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {**values, "image_hash": image_hash, "hit_count": 0, "created_at": values["updated_at"]}
+
+
+def _select_entry(connection: Connection, image_hash: str, *, required: bool = True) -> Any:
+    row = (
+        connection.execute(select(_ENTRIES).where(_ENTRIES.c.image_hash == image_hash))
+        .mappings()
+        .first()
+    )
+    if row is None and required:
+        raise LookupError(f"no cache entry for {image_hash}")
+    return row
+
+
+def _entry(row: Any, uploaders: frozenset[str]) -> CacheEntry:
+    return CacheEntry(
+        image_hash=row["image_hash"],
+        category=row["category"],
+        confidence=row["confidence"],
+        description=row["description"],
+        model=row["model"],
+        inference_method=row["inference_method"],
+        size_bytes=row["size_bytes"],
+        shared=bool(row["shared"]),
+        uploaders=uploaders,
+    )
