@@ -80,21 +80,31 @@ def small_jpeg(seed: int) -> bytes:
 def multipart(image: bytes, image_hash: str) -> tuple[bytes, str]:
     boundary = "xintubenchboundary"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image_hash\"\r\n\r\n"
-        f"{image_hash}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
-        f"filename=\"p.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
-    ).encode() + image + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image_hash"\r\n\r\n'
+            f'{image_hash}\r\n--{boundary}\r\nContent-Disposition: form-data; name="image"; '
+            f'filename="p.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+        ).encode()
+        + image
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def wrk(url: str, seconds: int, body_file: Path | None, content_type: str | None,
-        headers: dict[str, str] | None = None, connections: int = 50) -> dict[str, float]:
+def wrk(
+    url: str,
+    seconds: int,
+    body_file: Path | None,
+    content_type: str | None,
+    headers: dict[str, str] | None = None,
+    connections: int = 50,
+) -> dict[str, float]:
     script = None
     if body_file is not None:
         lines = [
             'wrk.method = "POST"',
             f'local f = io.open("{body_file}", "rb")',
-            "wrk.body = f:read(\"*all\")",
+            'wrk.body = f:read("*all")',
             "f:close()",
             f'wrk.headers["Content-Type"] = "{content_type}"',
         ]
@@ -167,9 +177,12 @@ async def seed_hashes(base: str, count: int) -> list[str]:
 
         async def one(seed: int) -> None:
             data = small_jpeg(seed)
-            async with semaphore, session.post(
-                f"{base}/api/v1/classify", data=data, headers={"Content-Type": "image/jpeg"}
-            ) as response:
+            async with (
+                semaphore,
+                session.post(
+                    f"{base}/api/v1/classify", data=data, headers={"Content-Type": "image/jpeg"}
+                ) as response,
+            ):
                 assert response.status == 200, await response.text()
                 hashes.append(hashlib.sha256(data).hexdigest())
 
@@ -200,12 +213,26 @@ def main() -> None:
         "XINTU_LOG_LEVEL": "WARNING",
     }
     processes = [
-        subprocess.Popen([PYTHON, "-m", "bench.fake_llm_server", str(llm_port), "0.2"],
-                         cwd=ROOT, env=env),
-        subprocess.Popen([PYTHON, "-m", "xintu.cli", "serve", "--port", str(service_port)],
-                         cwd=workdir, env=env),
-        subprocess.Popen([PYTHON, "-m", "uvicorn", "bench.bare_app:app", "--port",
-                          str(bare_port), "--log-level", "warning"], cwd=ROOT, env=env),
+        subprocess.Popen(
+            [PYTHON, "-m", "bench.fake_llm_server", str(llm_port), "0.2"], cwd=ROOT, env=env
+        ),
+        subprocess.Popen(
+            [PYTHON, "-m", "xintu.cli", "serve", "--port", str(service_port)], cwd=workdir, env=env
+        ),
+        subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "uvicorn",
+                "bench.bare_app:app",
+                "--port",
+                str(bare_port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+        ),
     ]
     try:
         service = f"http://127.0.0.1:{service_port}"
@@ -232,8 +259,20 @@ def run_scenarios(service: str, bare: str, workdir: Path, seconds: int) -> dict[
     raw = workdir / "raw.bin"
     raw.write_bytes(photo)
     # Put the 400 KB photo in the cache under its original's hash.
-    subprocess.run(["curl", "-sf", "-o", "/dev/null", "-H", f"Content-Type: {content_type}",
-                    "--data-binary", f"@{upload}", f"{service}/api/v1/classify"], check=True)
+    subprocess.run(
+        [
+            "curl",
+            "-sf",
+            "-o",
+            "/dev/null",
+            "-H",
+            f"Content-Type: {content_type}",
+            "--data-binary",
+            f"@{upload}",
+            f"{service}/api/v1/classify",
+        ],
+        check=True,
+    )
     one = workdir / "one.json"
     one.write_text(json.dumps({"image_hash": hashes[0]}))
     batch = workdir / "batch.json"
