@@ -4,17 +4,17 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-DeviceId = Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
+_DEVICE_ID = {"min_length": 1, "max_length": 128, "pattern": r"^[\x21-\x7e]+$"}
 
 
 class WechatLoginRequest(BaseModel):
     code: str = Field(min_length=1, max_length=128)
     # The device's guest (if any) is merged into this WeChat account.
-    device_id: str | None = DeviceId
+    device_id: str | None = Field(default=None, **_DEVICE_ID)  # type: ignore[call-overload]
 
 
 class GuestLoginRequest(BaseModel):
-    device_id: str = DeviceId
+    device_id: str = Field(**_DEVICE_ID)  # type: ignore[call-overload]
 
 
 class UserOut(BaseModel):

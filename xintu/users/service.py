@@ -6,13 +6,14 @@ handed out always refers to committed rows.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from loguru import logger
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from xintu.billing.credits import change_credits, get_balance
@@ -76,6 +77,22 @@ async def resolve_user(session: AsyncSession, user_id: int) -> WechatUser:
     raise NotAuthenticated("This account no longer exists or is disabled")
 
 
+_T = TypeVar("_T")
+_ATTEMPTS = 3
+
+
+async def _with_retry(attempt: Callable[[], Awaitable[_T]]) -> _T:
+    """Run a login transaction again after a unique-key race or a deadlock (MySQL)."""
+    for number in range(1, _ATTEMPTS + 1):
+        try:
+            return await attempt()
+        except (IntegrityError, OperationalError):
+            if number == _ATTEMPTS:
+                raise
+            logger.info("login transaction raced with another; retrying")
+    raise AssertionError("unreachable")
+
+
 async def login_miniprogram(
     sessionmaker: async_sessionmaker[AsyncSession],
     wechat: WechatClient,
@@ -86,12 +103,18 @@ async def login_miniprogram(
 ) -> LoginResult:
     """Mini-program login: ``jscode2session``, then create or update the user."""
     wechat_session = await wechat.code_to_session(code)
-    async with sessionmaker.begin() as session:
-        user, created = await _get_or_create(
-            session, "openid", wechat_session.openid, wechat_session.unionid
-        )
-        user.session_key_encrypted = cipher.encrypt(wechat_session.session_key, SESSION_KEY_PURPOSE)
-        return await _finish_wechat_login(session, settings, user, created, device_id)
+
+    async def attempt() -> LoginResult:
+        async with sessionmaker.begin() as session:
+            user, created = await _get_or_create(
+                session, "openid", wechat_session.openid, wechat_session.unionid
+            )
+            user.session_key_encrypted = cipher.encrypt(
+                wechat_session.session_key, SESSION_KEY_PURPOSE
+            )
+            return await _finish_wechat_login(session, settings, user, created, device_id)
+
+    return await _with_retry(attempt)
 
 
 async def login_oauth(
@@ -103,13 +126,19 @@ async def login_oauth(
 ) -> LoginResult:
     """Official-account web OAuth login."""
     profile = await wechat.oauth_profile(code)
-    async with sessionmaker.begin() as session:
-        user, created = await _get_or_create(session, "mp_openid", profile.openid, profile.unionid)
-        if profile.nickname:
-            user.nickname = profile.nickname
-        if profile.avatar_url:
-            user.avatar_url = profile.avatar_url
-        return await _finish_wechat_login(session, settings, user, created, device_id)
+
+    async def attempt() -> LoginResult:
+        async with sessionmaker.begin() as session:
+            user, created = await _get_or_create(
+                session, "mp_openid", profile.openid, profile.unionid
+            )
+            if profile.nickname:
+                user.nickname = profile.nickname
+            if profile.avatar_url:
+                user.avatar_url = profile.avatar_url
+            return await _finish_wechat_login(session, settings, user, created, device_id)
+
+    return await _with_retry(attempt)
 
 
 async def login_guest(
@@ -157,16 +186,11 @@ async def _get_or_create(
         if unionid and not user.unionid:
             user.unionid = unionid
         return user, False
-    try:
-        # Two first logins of one account at once: the unique openid lets one insert win.
-        async with session.begin_nested():
-            user = WechatUser(**{column: openid}, unionid=unionid, nickname="微信用户")
-            session.add(user)
-    except IntegrityError:
-        user = await session.scalar(select(WechatUser).where(attribute == openid))
-        if user is None:
-            raise
-        return user, False
+    # Two first logins of one account at once: the unique openid fails one of them at flush
+    # and its whole transaction is retried by ``_with_retry`` (then it finds the row).
+    user = WechatUser(**{column: openid}, unionid=unionid, nickname="微信用户")
+    session.add(user)
+    await session.flush()
     return user, True
 
 
