@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 from fastapi import FastAPI
 
 from tests.billing.support import balance, ledger, ledger_count, member_until, order_row
@@ -204,3 +208,35 @@ async def test_callback_without_wechatpay_settings_is_rejected(
 ) -> None:
     async with make_client(database_url=sqlite_url) as (_, client):
         assert_fail(await client.post(NOTIFY, content=b"{}"), 400)
+
+
+async def test_platform_certificate_mode_verifies_callbacks(
+    make_client: AppFactory, sqlite_url: str, fake_wechatpay: FakeWechatPay, tmp_path: Path
+) -> None:
+    platform = fake_wechatpay.keys.platform
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Tenpay.com Root CA")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(platform.public_key())
+        .serial_number(0x5157F09EFDC096DE15EBE81A47057A7232F1B8E2)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .sign(platform, hashes.SHA256())
+    )
+    cert_path = tmp_path / "wechatpay_platform.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    fake_wechatpay.public_key_id = "5157F09EFDC096DE15EBE81A47057A7232F1B8E2"
+    settings = wechatpay_settings(fake_wechatpay, tmp_path / "keys")
+    settings.update(
+        wechatpay_public_key_path=None,
+        wechatpay_public_key_id=None,
+        wechatpay_platform_cert_path=cert_path,
+    )
+    async with make_client(database_url=sqlite_url, **settings) as (app, client):
+        user_id, out_trade_no = await paid_order(app, client, fake_wechatpay)
+        callback = fake_wechatpay.notification(fake_wechatpay.transaction(out_trade_no))
+        assert (await send(client, callback)).status_code == 204
+        assert await balance(app, user_id) == 100

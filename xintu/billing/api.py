@@ -84,6 +84,9 @@ async def wechatpay_notify(request: Request, billing: BillingDep) -> Response:
     except CallbackRejected as exc:
         logger.warning("WeChat Pay callback rejected: {}", exc)
         return _notify_fail(exc.status, str(exc))
+    except Exception:  # noqa: BLE001 - WeChat Pay must get its FAIL body; it will retry
+        logger.exception("WeChat Pay callback failed")
+        return _notify_fail(500, "internal error; retry later")
     logger.info("WeChat Pay callback: {}", outcome)
     return Response(status_code=204)
 

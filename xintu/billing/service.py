@@ -305,7 +305,13 @@ async def apply_transaction(billing: Billing, transaction: dict[str, Any]) -> st
 
 
 async def _grant(session: AsyncSession, billing: Billing, order: PaymentRecord) -> None:
-    product = billing.product(order.product_id)
+    try:
+        product = billing.product(order.product_id)
+    except UnknownProduct as exc:
+        # Paid for a product no longer in the settings: refuse (WeChat Pay retries) and
+        # leave the order unpaid here until an operator restores the product.
+        logger.error("order {} paid for unknown product {}", order.out_trade_no, order.product_id)
+        raise CallbackRejected(f"product {order.product_id!r} is not configured") from exc
     if product.kind == "credits":
         await change_credits(
             session,
