@@ -174,6 +174,9 @@ class Settings(BaseSettings):
                         f"XINTU_{name.upper()} must be set when XINTU_ENVIRONMENT is "
                         f"{self.environment!r}: generated secrets live on one host only"
                     )
+            for name in ("wechat_api_base", "wechatpay_api_base"):
+                if not str(getattr(self, name)).startswith("https://"):
+                    raise ValueError(f"XINTU_{name.upper()} must be https:// outside development")
         if self.wechatpay_appid is None:
             self.wechatpay_appid = self.wechat_appid
         if self.wechat_mp_appid is None:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from xintu.billing.credits import change_credits, get_balance
 from xintu.config import Settings
 from xintu.errors import AppError, NotAuthenticated
-from xintu.models import ImageEditTask, PaymentRecord, RequestLog, WechatUser
+from xintu.models import ImageEditTask, PaymentRecord, RequestLog, UserCredits, WechatUser
 from xintu.models.base import utcnow
 from xintu.users.crypto import DataCipher
 from xintu.users.security import create_access_token
@@ -249,7 +249,13 @@ async def merge_device_guests(
             continue  # merged by a concurrent login
         guest = await session.get(WechatUser, guest_id, populate_existing=True)
         assert guest is not None
-        balance = await get_balance(session, guest_id)
+        # A locking read: the current balance, and no debit of the guest can slip in between.
+        balance = int(
+            await session.scalar(
+                select(UserCredits.balance).where(UserCredits.user_id == guest_id).with_for_update()
+            )
+            or 0
+        )
         if balance > 0:
             reference = f"merge:{guest_id}"
             await change_credits(
