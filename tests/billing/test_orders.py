@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import timedelta
 from pathlib import Path
@@ -238,3 +239,22 @@ async def _expire(app: FastAPI, numbers: list[str]) -> None:
             .where(PaymentRecord.out_trade_no.in_(numbers))
             .values(expires_at=utcnow() - timedelta(minutes=1))
         )
+
+
+async def test_background_closer_closes_expired_orders(
+    make_client: AppFactory, sqlite_url: str, fake_wechatpay: FakeWechatPay, tmp_path: Path
+) -> None:
+    settings = wechatpay_settings(fake_wechatpay, tmp_path / "keys", order_close_interval_s=0.05)
+    async with make_client(database_url=sqlite_url, **settings) as (app, client):
+        _, headers = await make_user(app)
+        created = await client.post(
+            "/api/v1/billing/orders", json={"product_id": "credits_100"}, headers=headers
+        )
+        out_trade_no = created.json()["out_trade_no"]
+        await _expire(app, [out_trade_no])
+        deadline = asyncio.get_running_loop().time() + 10
+        while (await order_row(app, out_trade_no)).status == "pending":
+            assert asyncio.get_running_loop().time() < deadline, "order was not closed"
+            await asyncio.sleep(0.05)
+        assert (await order_row(app, out_trade_no)).status == "closed"
+        assert fake_wechatpay.closed == [out_trade_no]
