@@ -21,6 +21,8 @@ from sqlalchemy import delete, text
 from sqlalchemy.engine import make_url
 
 from tests.fixtures.fake_llm import FakeLLM
+from tests.fixtures.fake_wechat import FakeWechat
+from tests.fixtures.fake_wechatpay import APPID, FakeWechatPay, Keys
 from xintu.config import Settings
 from xintu.db import create_engine
 from xintu.inference.base import Classifier
@@ -169,5 +171,54 @@ def llm_settings(fake: FakeLLM, **extra: Any) -> dict[str, Any]:
         "openai_api_key": "sk-test",
         "openai_base_url": fake.base_url,
         "openai_model": "gpt-4o-mini",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def wechatpay_keys() -> Keys:
+    """RSA keys for the merchant, WeChat Pay's platform and a forger, made once per session."""
+    return Keys.generate()
+
+
+@pytest.fixture
+async def fake_wechat() -> AsyncIterator[FakeWechat]:
+    server = FakeWechat()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def fake_wechatpay(wechatpay_keys: Keys) -> AsyncIterator[FakeWechatPay]:
+    server = FakeWechatPay(wechatpay_keys)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def wechat_settings(fake: FakeWechat, **extra: Any) -> dict[str, Any]:
+    """Settings that point WeChat login at the fake server."""
+    return {
+        "wechat_appid": fake.appid,
+        "wechat_secret": fake.secret,
+        "wechat_api_base": fake.base_url,
+        **extra,
+    }
+
+
+def wechatpay_settings(fake: FakeWechatPay, directory: Path, **extra: Any) -> dict[str, Any]:
+    """Settings for a merchant whose WeChat Pay is the fake server (keys written as PEM)."""
+    private_path, public_path = fake.keys.write(directory)
+    return {
+        "wechat_appid": APPID,
+        "wechatpay_mchid": fake.mchid,
+        "wechatpay_merchant_serial": fake.merchant_serial,
+        "wechatpay_private_key_path": private_path,
+        "wechatpay_apiv3_key": fake.apiv3_key,
+        "wechatpay_public_key_path": public_path,
+        "wechatpay_public_key_id": fake.public_key_id,
+        "wechatpay_notify_url": "https://xintu.example.com/api/v1/billing/wechatpay/notify",
+        "wechatpay_api_base": fake.base_url,
         **extra,
     }

@@ -11,6 +11,8 @@ from xintu.config import get_settings
 app = typer.Typer(help="XinTu Album backend", no_args_is_help=True)
 cache_app = typer.Typer(help="The global classification cache", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
+billing_app = typer.Typer(help="Orders and payments", no_args_is_help=True)
+app.add_typer(billing_app, name="billing")
 
 
 @app.command()
@@ -76,6 +78,31 @@ def cache_purge(
                 await redis.aclose()
 
     typer.echo(f"purged {asyncio.run(run())} entries of model {model!r}")
+
+
+@billing_app.command("close-expired")
+def billing_close_expired() -> None:
+    """Close pending orders past their expiry (the server also does this periodically)."""
+    import aiohttp
+
+    from xintu.billing.service import Billing, close_expired_orders
+    from xintu.billing.wechatpay import WechatPay
+    from xintu.db import Database
+
+    settings = get_settings()
+
+    async def run() -> int:
+        database = Database(settings.database_url)
+        async with aiohttp.ClientSession() as http:
+            try:
+                billing = Billing(
+                    settings, database.sessionmaker, WechatPay.from_settings(settings, http)
+                )
+                return await close_expired_orders(billing, limit=10_000)
+            finally:
+                await database.dispose()
+
+    typer.echo(f"closed {asyncio.run(run())} expired orders")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import secrets
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -31,6 +31,35 @@ DEFAULT_MODEL_PRICES: dict[str, ModelPrice] = {
     "qwen-vl-max": ModelPrice(input=0.003, output=0.009),
     "gpt-4o-mini": ModelPrice(input=0.0011, output=0.0044),
 }
+
+
+class Product(BaseModel):
+    """A credit pack (``credits``) or a membership plan (``member_days``), priced in fen."""
+
+    id: str = Field(min_length=1, max_length=64)
+    name: str
+    kind: Literal["credits", "membership"]
+    amount_fen: int = Field(gt=0)
+    credits: int = Field(default=0, ge=0)
+    member_days: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _grants_something(self) -> Product:
+        if self.kind == "credits" and self.credits <= 0:
+            raise ValueError(f"credit pack {self.id!r} must grant credits")
+        if self.kind == "membership" and self.member_days <= 0:
+            raise ValueError(f"membership plan {self.id!r} must grant member_days")
+        return self
+
+
+DEFAULT_PRODUCTS: list[Product] = [
+    Product(id="credits_100", name="100 次识别", kind="credits", amount_fen=600, credits=100),
+    Product(id="credits_500", name="500 次识别", kind="credits", amount_fen=2500, credits=500),
+    Product(id="member_month", name="月度会员", kind="membership", amount_fen=1500, member_days=30),
+    Product(
+        id="member_year", name="年度会员", kind="membership", amount_fen=12800, member_days=365
+    ),
+]
 
 
 class Settings(BaseSettings):
@@ -86,6 +115,13 @@ class Settings(BaseSettings):
 
     guest_login: bool = True
     billing_enabled: bool = False
+    # Credits granted once to every new WeChat account; guests (free to mint: any device id)
+    # get guest_welcome_credits.
+    welcome_credits: int = Field(default=20, ge=0)
+    guest_welcome_credits: int = Field(default=0, ge=0)
+    billing_products: list[Product] = Field(default_factory=lambda: list(DEFAULT_PRODUCTS))
+    order_expire_minutes: int = Field(default=30, ge=1)
+    order_close_interval_s: float = Field(default=60.0, gt=0)
     admin_username: str | None = None
     admin_password: str | None = None
 
@@ -98,6 +134,10 @@ class Settings(BaseSettings):
     wechat_appid: str | None = None
     wechat_secret: str | None = None
     wechat_api_base: str = "https://api.weixin.qq.com"
+    # Official-account web OAuth; default to the mini-program's app id and secret.
+    wechat_mp_appid: str | None = None
+    wechat_mp_secret: str | None = None
+    wechat_timeout_s: float = 10.0
 
     wechatpay_mchid: str | None = None
     wechatpay_appid: str | None = None
@@ -108,6 +148,9 @@ class Settings(BaseSettings):
     wechatpay_public_key_id: str | None = None
     wechatpay_notify_url: str | None = None
     wechatpay_api_base: str = "https://api.mch.weixin.qq.com"
+    # Platform-certificate mode (older merchants); the public-key mode above is preferred.
+    wechatpay_platform_cert_path: Path | None = None
+    wechatpay_notify_tolerance_s: int = 300
 
     edit_result_ttl_hours: int = 24
 
@@ -131,8 +174,18 @@ class Settings(BaseSettings):
                         f"XINTU_{name.upper()} must be set when XINTU_ENVIRONMENT is "
                         f"{self.environment!r}: generated secrets live on one host only"
                     )
+            for name in ("wechat_api_base", "wechatpay_api_base"):
+                if not str(getattr(self, name)).startswith("https://"):
+                    raise ValueError(f"XINTU_{name.upper()} must be https:// outside development")
         if self.wechatpay_appid is None:
             self.wechatpay_appid = self.wechat_appid
+        if self.wechat_mp_appid is None:
+            self.wechat_mp_appid = self.wechat_appid
+        if self.wechat_mp_secret is None:
+            self.wechat_mp_secret = self.wechat_secret
+        product_ids = [product.id for product in self.billing_products]
+        if len(set(product_ids)) != len(product_ids):
+            raise ValueError("XINTU_BILLING_PRODUCTS has duplicate product ids")
         return self
 
     def ensure_secrets(self) -> None:

@@ -7,12 +7,18 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import aiohttp
 from fastapi import APIRouter, FastAPI
 from loguru import logger
 from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xintu import __version__
+from xintu.billing.api import router as billing_router
+from xintu.billing.gate import BillingCreditGate
+from xintu.billing.service import Billing
+from xintu.billing.tasks import ExpiredOrderCloser
+from xintu.billing.wechatpay import WechatPay
 from xintu.classify.api import router as classify_router
 from xintu.classify.cache import ClassificationCache
 from xintu.classify.service import ClassificationService
@@ -29,6 +35,9 @@ from xintu.inference.remote import RemoteClassifier, create_http_session, provid
 from xintu.logging import configure_logging, request_id_var
 from xintu.ratelimit import RateLimiter
 from xintu.responses import FastJSONResponse
+from xintu.users.api import router as users_router
+from xintu.users.crypto import DataCipher
+from xintu.users.wechat import WechatClient
 
 API_PREFIX = "/api/v1"
 
@@ -61,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(classify_router)
     api.include_router(health_router)
     api.include_router(geo_router)
+    api.include_router(users_router)
+    api.include_router(billing_router)
     app.include_router(api)
     return app
 
@@ -119,10 +130,38 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
     await writer.start()
     stack.push_async_callback(writer.stop)
 
+    # WeChat login and WeChat Pay share one HTTP session of their own.
+    wechat_http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=50))
+    stack.push_async_callback(wechat_http.close)
+    app.state.data_cipher = DataCipher(settings.data_key or "")
+    app.state.wechat = WechatClient(
+        wechat_http,
+        settings.wechat_api_base,
+        settings.wechat_timeout_s,
+        appid=settings.wechat_appid,
+        secret=settings.wechat_secret,
+        mp_appid=settings.wechat_mp_appid,
+        mp_secret=settings.wechat_mp_secret,
+    )
+    wechatpay = WechatPay.from_settings(settings, wechat_http)
+    billing = Billing(settings, database.sessionmaker, wechatpay)
+    app.state.billing = billing
+    if billing.wechatpay is not None:
+        closer = ExpiredOrderCloser(billing, settings.order_close_interval_s)
+        await closer.start()
+        stack.push_async_callback(closer.stop)
+    credit_gate = BillingCreditGate(database.sessionmaker) if settings.billing_enabled else None
+
     # A follower waits at most as long as the leader may take over all providers.
     flight_ttl = settings.remote_timeout_s * max(1, len(slots)) + 30
     app.state.classification = ClassificationService(
-        settings, cache, classifier, writer, SingleFlight(redis, flight_ttl), classifier.local
+        settings,
+        cache,
+        classifier,
+        writer,
+        SingleFlight(redis, flight_ttl),
+        classifier.local,
+        credit_gate=credit_gate,
     )
     app.state.rate_limiter = RateLimiter(
         settings.redis_url, redis, settings.rate_limit_classify, settings.rate_limit_check

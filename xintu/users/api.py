@@ -1,0 +1,97 @@
+"""Login (WeChat mini-program, official-account OAuth, guest) and ``GET /me``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from xintu.billing.credits import get_balance
+from xintu.deps import SessionDep, SettingsDep, UserClaims
+from xintu.errors import NotAuthenticated, responses
+from xintu.users import service
+from xintu.users.crypto import DataCipher
+from xintu.users.schemas import GuestLoginRequest, MeOut, TokenOut, WechatLoginRequest
+from xintu.users.wechat import WECHAT_ERRORS, WechatClient
+
+router = APIRouter(tags=["users"])
+
+
+async def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.db.sessionmaker
+    return sessionmaker
+
+
+async def _wechat(request: Request) -> WechatClient:
+    client: WechatClient = request.app.state.wechat
+    return client
+
+
+async def _cipher(request: Request) -> DataCipher:
+    cipher: DataCipher = request.app.state.data_cipher
+    return cipher
+
+
+SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
+WechatDep = Annotated[WechatClient, Depends(_wechat)]
+CipherDep = Annotated[DataCipher, Depends(_cipher)]
+
+
+def _token_out(result: service.LoginResult) -> TokenOut:
+    return TokenOut.model_validate(
+        {
+            "access_token": result.access_token,
+            "expires_in": result.expires_in,
+            "user": service.user_summary(result.user, result.balance),
+            "created": result.created,
+            "merged_guest_ids": result.merged_guest_ids,
+        }
+    )
+
+
+@router.post("/auth/wechat/login", responses=responses(*WECHAT_ERRORS))
+async def wechat_login(
+    body: WechatLoginRequest,
+    settings: SettingsDep,
+    sessionmaker: SessionmakerDep,
+    wechat: WechatDep,
+    cipher: CipherDep,
+) -> TokenOut:
+    """Mini-program login: exchange the ``wx.login`` code for a user token."""
+    result = await service.login_miniprogram(
+        sessionmaker, wechat, cipher, settings, body.code, body.device_id
+    )
+    return _token_out(result)
+
+
+@router.get("/auth/wechat/oauth", responses=responses(*WECHAT_ERRORS))
+async def wechat_oauth(
+    settings: SettingsDep,
+    sessionmaker: SessionmakerDep,
+    wechat: WechatDep,
+    code: Annotated[str, Query(min_length=1, max_length=128)],
+    device_id: Annotated[
+        str | None, Query(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
+    ] = None,
+) -> TokenOut:
+    """Official-account web OAuth: exchange the redirect's ``code`` for a user token."""
+    result = await service.login_oauth(sessionmaker, wechat, settings, code, device_id)
+    return _token_out(result)
+
+
+@router.post("/auth/guest", responses=responses(service.GuestLoginDisabled))
+async def guest_login(
+    body: GuestLoginRequest, settings: SettingsDep, sessionmaker: SessionmakerDep
+) -> TokenOut:
+    """A guest token bound to a device id; merged later into the device's WeChat account."""
+    result = await service.login_guest(sessionmaker, settings, body.device_id)
+    return _token_out(result)
+
+
+@router.get("/me", responses=responses(NotAuthenticated))
+async def me(claims: UserClaims, session: SessionDep) -> MeOut:
+    """The calling user: profile, membership and credit balance."""
+    user = await service.resolve_user(session, claims.subject_id)
+    balance = await get_balance(session, user.id)
+    return MeOut.model_validate(service.user_summary(user, balance))
