@@ -20,6 +20,8 @@ from xintu.classify.singleflight import SingleFlight
 from xintu.classify.writer import WriteBehind
 from xintu.config import Settings, get_settings
 from xintu.db import Database
+from xintu.edit.api import router as edit_router
+from xintu.edit.tasks import start_edit_runtime
 from xintu.errors import install_error_handlers
 from xintu.health.api import router as health_router
 from xintu.inference.base import Classifier
@@ -73,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(classify_router)
     api.include_router(health_router)
+    api.include_router(edit_router)
     app.include_router(api)
     return app
 
@@ -136,6 +139,8 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
     app.state.classification = ClassificationService(
         settings, cache, classifier, writer, SingleFlight(redis, flight_ttl), classifier.local
     )
+    # In-memory broker: edits run in this process; with Redis, `xintu worker` runs them.
+    app.state.edit = await start_edit_runtime(settings, database, http, stack, worker=False)
     app.state.rate_limiter = RateLimiter(
         settings.redis_url, settings.rate_limit_classify, settings.rate_limit_check
     )
