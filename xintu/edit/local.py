@@ -70,15 +70,17 @@ def enhance(image: Image.Image, params: dict[str, Any]) -> bytes:
     low, high = np.percentile(lightness, (1, 99))
     if high > low:
         stretched = np.clip((lightness.astype(np.float32) - low) * 255.0 / (high - low), 0, 255)
-        lightness = (lightness * (1 - strength) + stretched * strength).astype(np.uint8)
-    clahe = cv2.createCLAHE(clipLimit=1.0 + 2.0 * strength, tileGridSize=(8, 8))
+        lightness = stretched.astype(np.uint8)
+    clahe = cv2.createCLAHE(clipLimit=2.5, tileGridSize=(8, 8))
     lightness = clahe.apply(lightness)
     enhanced = cv2.cvtColor(cv2.merge((lightness, a_channel, b_channel)), cv2.COLOR_LAB2BGR)
     hsv = cv2.cvtColor(enhanced, cv2.COLOR_BGR2HSV).astype(np.float32)
-    hsv[..., 1] = np.clip(hsv[..., 1] * (1.0 + 0.25 * strength), 0, 255)
+    hsv[..., 1] = np.clip(hsv[..., 1] * 1.25, 0, 255)
     enhanced = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)
     blurred = cv2.GaussianBlur(enhanced, (0, 0), 2.0)
-    sharpened = cv2.addWeighted(enhanced, 1.0 + 0.6 * strength, blurred, -0.6 * strength, 0)
+    sharpened = cv2.addWeighted(enhanced, 1.6, blurred, -0.6, 0)
+    # ``strength`` blends between the photo as it was and the full enhancement.
+    sharpened = cv2.addWeighted(sharpened, strength, bgr, 1.0 - strength, 0)
     return _encode_jpeg(sharpened.astype(np.uint8))
 
 
@@ -112,12 +114,19 @@ def find_face(bgr: Pixels) -> tuple[int, int, int, int] | None:
     detector = _face_detector()
     if detector is None:
         return None
-    gray = cv2.equalizeHist(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     side = max(24, min(gray.shape[:2]) // 12)
-    faces = detector.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
+    faces, neighbours = detector.detectMultiScale2(
+        gray, scaleFactor=1.1, minNeighbors=5, minSize=(side, side)
+    )
     if len(faces) == 0:
         return None
-    x, y, w, h = max(faces, key=lambda face: int(face[2]) * int(face[3]))
+    # The best-supported detection (most overlapping hits), then the largest.
+    best = max(
+        range(len(faces)),
+        key=lambda i: (int(neighbours[i]), int(faces[i][2]) * int(faces[i][3])),
+    )
+    x, y, w, h = faces[best]
     return int(x), int(y), int(w), int(h)
 
 
