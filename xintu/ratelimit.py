@@ -16,7 +16,10 @@ class RateLimiter:
     def __init__(self, redis_url: str | None, classify: str, check: str) -> None:
         storage: Storage
         if redis_url:
-            storage = RedisStorage("async+" + redis_url, key_prefix="xintu:ratelimit")
+            # redis-py (already a dependency) rather than the default coredis client.
+            storage = RedisStorage(
+                "async+" + redis_url, implementation="redispy", key_prefix="xintu:ratelimit"
+            )
         else:
             storage = MemoryStorage()
         self._limiter = SlidingWindowCounterRateLimiter(storage)
