@@ -53,9 +53,7 @@ def edit_settings(fake: FakeImageEdit | None = None, **extra: Any) -> dict[str, 
     return values
 
 
-async def create_user(
-    database: Database | str, *, credits: int = 0, member: bool = False
-) -> int:
+async def create_user(database: Database | str, *, credits: int = 0, member: bool = False) -> int:
     owned = isinstance(database, str)
     db = Database(database) if isinstance(database, str) else database
     try:
@@ -75,9 +73,7 @@ async def create_user(
 
 
 def auth(app: FastAPI, user_id: int) -> dict[str, str]:
-    token = create_access_token(
-        "user", user_id, app.state.settings.jwt_secret, timedelta(hours=1)
-    )
+    token = create_access_token("user", user_id, app.state.settings.jwt_secret, timedelta(hours=1))
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -48,7 +48,8 @@ async def test_operations_lists_local_and_remote_with_params_and_cost(
     assert operations["id_photo"]["available"] is True
     assert operations["id_photo"]["credit_cost"] == 1
     size = next(p for p in operations["id_photo"]["params"] if p["name"] == "size")
-    assert size["enum"] == ["1inch", "2inch"] and size["default"] == "1inch"
+    assert size["enum"] == ["1inch", "2inch"]
+    assert size["default"] == "1inch"
     assert operations["prompt_edit"]["kind"] == "remote"
     assert operations["prompt_edit"]["available"] is False  # no provider key configured
     assert operations["prompt_edit"]["credit_cost"] == 10
@@ -77,12 +78,16 @@ async def test_local_edit_runs_to_success_and_streams_the_result(
         response = await submit(client, headers, photo(size=(200, 150)), "sketch")
         assert response.status_code == 202, response.text
         body = response.json()
-        assert body["status"] == "queued" and body["from_cache"] is False
+        assert body["status"] == "queued"
+        assert body["from_cache"] is False
         task = await wait_finished(client, headers, body["task_id"])
         assert task["status"] == "succeeded", task
-        assert task["operation"] == "sketch" and task["params"] == {"blur": 10.0}
+        assert task["operation"] == "sketch"
+        assert task["params"] == {"blur": 10.0}
         assert task["result_url"] == f"/api/v1/edit/tasks/{body['task_id']}/result"
-        assert task["started_at"] and task["finished_at"] and task["error"] is None
+        assert task["started_at"]
+        assert task["finished_at"]
+        assert task["error"] is None
         result = await client.get(task["result_url"], headers=headers)
         listed = await client.get("/api/v1/edit/tasks", headers=headers)
         inputs = list((app.state.settings.data_dir / "edit" / "inputs").iterdir())
@@ -110,7 +115,8 @@ async def test_identical_request_answers_from_the_edit_cache_without_charging(
         by_other = await submit(client, other_headers, image, "cartoon", '{"levels": 8}')
         different = await submit(client, headers, image, "cartoon", '{"levels": 4}')
         assert again.status_code == 202
-        assert again.json()["status"] == "succeeded" and again.json()["from_cache"] is True
+        assert again.json()["status"] == "succeeded"
+        assert again.json()["from_cache"] is True
         assert by_other.json()["from_cache"] is True
         assert different.json()["status"] == "queued"
         cached = await client.get(f"/api/v1/edit/tasks/{again.json()['task_id']}", headers=headers)
@@ -194,7 +200,9 @@ async def test_results_past_their_ttl_are_removed_by_the_cleanup(
         await wait_finished(client, headers, task_id)
         async with app.state.db.sessionmaker() as session:
             task = await session.get(ImageEditTask, task_id)
-            assert task is not None and task.result_path and task.expires_at
+            assert task is not None
+            assert task.result_path
+            assert task.expires_at
             result_file = app.state.settings.data_dir / task.result_path
             ttl = task.expires_at - task.finished_at
         assert result_file.exists()
@@ -290,10 +298,14 @@ async def test_bad_submissions_are_clear_4xx_errors_and_leave_nothing_behind(
         not_image = await submit(client, headers, b"hello, not an image", "enhance")
         broken = await submit(client, headers, photo()[:200], "enhance")
         no_file = await client.post(
-            "/api/v1/edit/tasks", data={"operation": "enhance"}, headers=headers,
+            "/api/v1/edit/tasks",
+            data={"operation": "enhance"},
+            headers=headers,
             files={"other": ("a.txt", b"x", "text/plain")},
         )
-        remote_unconfigured = await submit(client, headers, photo(), "prompt_edit", '{"prompt": "x"}')
+        remote_unconfigured = await submit(
+            client, headers, photo(), "prompt_edit", '{"prompt": "x"}'
+        )
         missing = await client.get("/api/v1/edit/tasks/nope", headers=headers)
         async with app.state.db.sessionmaker() as session:
             rows = await session.scalar(select(func.count()).select_from(ImageEditTask))
@@ -306,4 +318,5 @@ async def test_bad_submissions_are_clear_4xx_errors_and_leave_nothing_behind(
     assert_error(no_file, 422, "missing_image")
     assert_error(remote_unconfigured, 503, "edit_unavailable")
     assert_error(missing, 404, "task_not_found")
-    assert rows == 0 and inputs == []
+    assert rows == 0
+    assert inputs == []

@@ -59,7 +59,8 @@ async def test_openai_edit_uses_images_edits_multipart(
     assert request["provider"] == "openai"
     assert request["model"] == "gpt-image-1"
     assert "ink wash" in request["prompt"]
-    assert request["content_type"] == "image/jpeg" and request["n"] == "1"
+    assert request["content_type"] == "image/jpeg"
+    assert request["n"] == "1"
     assert request["response_format"] is None  # gpt-image-1 rejects it
     assert np.abs(pixels - inverted(image)).mean() < 3
 
@@ -72,7 +73,8 @@ async def test_a_failing_provider_falls_back_to_the_next(
         _, headers = await new_user(app)
         response = await submit(client, headers, photo(), "prompt_edit", PROMPT)
         task = await wait_finished(client, headers, response.json()["task_id"])
-    assert task["status"] == "succeeded" and task["attempts"] == 1
+    assert task["status"] == "succeeded"
+    assert task["attempts"] == 1
     assert fake_edit.calls == {"dashscope": 1, "openai": 1}
 
 
@@ -118,7 +120,8 @@ async def test_a_refused_input_fails_at_once_without_retry(
         response = await submit(client, headers, photo(), "prompt_edit", PROMPT)
         task = await wait_finished(client, headers, response.json()["task_id"])
         breakers = [slot.breaker.state.value for slot in app.state.edit.chain.slots]
-    assert task["status"] == "failed" and task["attempts"] == 1
+    assert task["status"] == "failed"
+    assert task["attempts"] == 1
     assert "DataInspectionFailed" in task["error"]
     assert breakers == ["closed", "closed"]  # the providers work; they refused the input
 

@@ -31,7 +31,9 @@ def worker_env(settings: dict[str, Any]) -> dict[str, str]:
 
 
 @contextmanager
-def workers(count: int, settings: dict[str, Any], cwd: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+def workers(
+    count: int, settings: dict[str, Any], cwd: Path
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     env = worker_env({"log_level": "WARNING", **settings})
     logs = [open(cwd / f"worker{index}.log", "wb") for index in range(count)]  # noqa: SIM115
     processes = [
@@ -104,12 +106,16 @@ async def test_two_workers_run_a_hundred_tasks_each_exactly_once(
     assert {row.status for row in rows} == {"succeeded"}
     assert {row.attempts for row in rows} == {1}
     assert len({worker_pid(row.worker_id or "") for row in rows}) == 2  # both workers worked
-    assert charges == {task_id: 1 for task_id in task_ids}  # charged exactly once each
-    assert len(results) == 100 and inputs == []
+    assert charges == dict.fromkeys(task_ids, 1)  # charged exactly once each
+    assert len(results) == 100
+    assert inputs == []
 
 
 async def test_a_task_of_a_killed_worker_completes_on_the_other_after_the_lease(
-    make_client: AppFactory, sqlite_url: str, redis_url: str, tmp_path: Path,
+    make_client: AppFactory,
+    sqlite_url: str,
+    redis_url: str,
+    tmp_path: Path,
     fake_edit: FakeImageEdit,
 ) -> None:
     # The first provider call hangs long enough for us to kill the worker making it.
@@ -136,7 +142,9 @@ async def test_a_task_of_a_killed_worker_completes_on_the_other_after_the_lease(
 
             async def running() -> ImageEditTask | None:
                 row = await task_row()
-                return row if row and row.status == "running" and fake_edit.calls["openai"] else None
+                return (
+                    row if row and row.status == "running" and fake_edit.calls["openai"] else None
+                )
 
             first = await eventually(running, timeout_s=30)
             victim = next(p for p in processes if p.pid == worker_pid(first.worker_id or ""))
