@@ -148,6 +148,9 @@ class EditService:
         self._kick: Kick | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.lease = timedelta(seconds=settings.edit_lease_s)
+        # taskiq's in-memory broker starts every delivery at once; this bounds the edits
+        # running in this process (the Redis receiver is bounded the same way).
+        self._slots = asyncio.Semaphore(settings.edit_worker_concurrency)
 
     def bind_queue(self, kick: Kick) -> None:
         """Where task ids are sent (set once the broker exists)."""
@@ -319,6 +322,10 @@ class EditService:
 
     async def run(self, task_id: str) -> None:
         """Execute one delivery of ``task_id``: claim, edit, record. Never raises."""
+        async with self._slots:
+            await self._run(task_id)
+
+    async def _run(self, task_id: str) -> None:
         try:
             claimed = await self._claim(task_id)
         except Exception:
