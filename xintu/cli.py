@@ -47,6 +47,35 @@ def serve(
     )
 
 
+@app.command()
+def worker(
+    concurrency: int | None = typer.Option(None, help="default XINTU_EDIT_WORKER_CONCURRENCY"),
+) -> None:
+    """Run edit tasks from the Redis queue (needs XINTU_REDIS_URL); any number per host."""
+    import signal
+
+    from xintu.edit.tasks import run_worker
+    from xintu.logging import configure_logging
+
+    settings = get_settings()
+    if concurrency is not None:
+        settings.edit_worker_concurrency = concurrency
+    if not settings.redis_url:
+        typer.echo("XINTU_REDIS_URL is not set: without Redis, edits run inside `xintu serve`")
+        raise typer.Exit(2)
+    settings.ensure_secrets()
+    configure_logging(settings.log_level, settings.log_json)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(run())
+
+
 @cache_app.command("purge")
 def cache_purge(
     model: str = typer.Option(..., help="delete every entry this model produced"),

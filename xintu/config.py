@@ -152,9 +152,26 @@ class Settings(BaseSettings):
     wechatpay_platform_cert_path: Path | None = None
     wechatpay_notify_tolerance_s: int = 300
 
+    # Image editing (DESIGN §4.5, §9)
     edit_result_ttl_hours: int = 24
+    edit_providers: Annotated[list[str], NoDecode] = ["dashscope", "openai"]
+    edit_dashscope_base_url: str = "https://dashscope.aliyuncs.com/api/v1"
+    edit_dashscope_model: str = "qwen-image-edit"
+    edit_openai_base_url: str = "https://api.openai.com/v1"
+    edit_openai_model: str = "gpt-image-1"
+    edit_remote_timeout_s: float = 120.0
+    edit_local_cost: int = 1
+    edit_remote_cost: int = 10
+    edit_worker_concurrency: int = 2
+    edit_lease_s: float = 60.0
+    edit_sweep_interval_s: float = 5.0
+    edit_cleanup_interval_s: float = 600.0
+    edit_max_attempts: int = 3
+    edit_retry_backoff_s: float = 5.0
+    edit_max_queued_per_user: int = 10
+    edit_queue_name: str = "xintu:edit"
 
-    @field_validator("providers", mode="before")
+    @field_validator("providers", "edit_providers", mode="before")
     @classmethod
     def _split_providers(cls, value: object) -> object:
         if isinstance(value, str):
@@ -177,6 +194,11 @@ class Settings(BaseSettings):
             for name in ("wechat_api_base", "wechatpay_api_base"):
                 if not str(getattr(self, name)).startswith("https://"):
                     raise ValueError(f"XINTU_{name.upper()} must be https:// outside development")
+        if self.edit_lease_s <= 0 or self.edit_max_attempts < 1 or self.edit_worker_concurrency < 1:
+            raise ValueError(
+                "XINTU_EDIT_LEASE_S, XINTU_EDIT_MAX_ATTEMPTS and "
+                "XINTU_EDIT_WORKER_CONCURRENCY must be positive"
+            )
         if self.wechatpay_appid is None:
             self.wechatpay_appid = self.wechat_appid
         if self.wechat_mp_appid is None:

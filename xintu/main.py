@@ -26,6 +26,8 @@ from xintu.classify.singleflight import SingleFlight
 from xintu.classify.writer import WriteBehind
 from xintu.config import Settings, get_settings
 from xintu.db import Database
+from xintu.edit.api import router as edit_router
+from xintu.edit.tasks import start_edit_runtime
 from xintu.errors import install_error_handlers
 from xintu.geo.api import router as geo_router
 from xintu.health.api import router as health_router
@@ -72,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(geo_router)
     api.include_router(users_router)
     api.include_router(billing_router)
+    api.include_router(edit_router)
     app.include_router(api)
     return app
 
@@ -163,6 +166,8 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
         classifier.local,
         credit_gate=credit_gate,
     )
+    # In-memory broker: edits run in this process; with Redis, `xintu worker` runs them.
+    app.state.edit = await start_edit_runtime(settings, database, http, stack, worker=False)
     app.state.rate_limiter = RateLimiter(
         settings.redis_url, redis, settings.rate_limit_classify, settings.rate_limit_check
     )
