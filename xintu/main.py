@@ -28,7 +28,7 @@ from xintu.config import Settings, get_settings
 from xintu.db import Database
 from xintu.edit.api import router as edit_router
 from xintu.edit.tasks import start_edit_runtime
-from xintu.errors import install_error_handlers
+from xintu.errors import error_body, install_error_handlers
 from xintu.geo.api import router as geo_router
 from xintu.health.api import router as health_router
 from xintu.inference.base import Classifier
@@ -193,14 +193,29 @@ class RequestIdMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode("latin-1"))
 
+        started = False
+
         async def send_with_request_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
         token = request_id_var.set(request_id)
         try:
             await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            # A bug, not a client's mistake: log it, and still answer in the API's shape
+            # with the request id the client can quote.
+            logger.exception("unhandled error")
+            if started:
+                raise
+            response = FastJSONResponse(
+                error_body("internal_error", f"Internal error; request id {request_id}"),
+                status_code=500,
+            )
+            await response(scope, receive, send_with_request_id)
         finally:
             request_id_var.reset(token)
 

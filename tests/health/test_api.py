@@ -52,3 +52,22 @@ async def test_health_is_degraded_without_any_classifier(
     async with make_client(database_url=sqlite_url) as (_, client):
         body = (await client.get("/api/v1/health")).json()
     assert body["status"] == "degraded"
+
+
+async def test_an_unexpected_error_answers_500_in_the_api_shape(
+    make_client: AppFactory, sqlite_url: str
+) -> None:
+    async with make_client(database_url=sqlite_url) as (app, client):
+
+        async def broken() -> None:
+            raise RuntimeError("a bug")
+
+        app.router.add_api_route("/broken", broken)
+        response = await client.get("/broken", headers={"X-Request-ID": "req-123"})
+    assert response.status_code == 500
+    assert response.json() == {
+        "success": False,
+        "code": "internal_error",
+        "detail": "Internal error; request id req-123",
+    }
+    assert response.headers["x-request-id"] == "req-123"
