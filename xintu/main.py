@@ -28,6 +28,7 @@ from xintu.inference.remote import RemoteClassifier, create_http_session, provid
 from xintu.logging import configure_logging, request_id_var
 from xintu.ratelimit import RateLimiter
 from xintu.responses import FastJSONResponse
+from xintu.web import mount_web
 
 API_PREFIX = "/api/v1"
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(classify_router)
     api.include_router(health_router)
     app.include_router(api)
+    mount_web(app)
     return app
 
 
