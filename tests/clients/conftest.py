@@ -93,7 +93,12 @@ def live_server(sqlite_url: str, fake_llm: FakeLLM, tmp_path: Path) -> Iterator[
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        counter, log_config=None, access_log=False, loop="asyncio", lifespan="on"
+        counter,
+        log_config=None,
+        access_log=False,
+        loop="asyncio",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -101,8 +106,9 @@ def live_server(sqlite_url: str, fake_llm: FakeLLM, tmp_path: Path) -> Iterator[
     _wait_until(lambda: server.started, 20, "uvicorn did not start")
     yield LiveServer(f"http://127.0.0.1:{port}", counter, app)
     server.should_exit = True
-    thread.join(20)
+    thread.join(30)
     sock.close()
+    assert not thread.is_alive(), "uvicorn did not stop"
 
 
 CATEGORIES = list(Category)

@@ -14,6 +14,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import multiprocessing
 import os
 import random
 import shutil
@@ -256,14 +257,20 @@ def compress_for_upload(
             if width * height > CLIENT_MAX_PIXELS:
                 return Compressed(None, f"{width}x{height} pixels is too large")
             orientation = opened.getexif().get(0x0112, 1)
-            opened.load()
             if (
                 sniff_format(original) == "jpeg"
                 and len(original) <= max_bytes
                 and max(width, height) <= long_edge
                 and orientation in (1, None)
             ):
+                opened.load()
                 return Compressed(original)
+            # JPEG decodes at 1/2, 1/4 or 1/8 scale for free: a 12 MP photo never needs
+            # its full resolution for a 1024 px copy.
+            scale = long_edge / max(width, height)
+            if scale < 1:
+                target = (max(1, round(width * scale)), max(1, round(height * scale)))
+                opened.draft("RGB", target)
             image = ImageOps.exif_transpose(opened)
         image.thumbnail((long_edge, long_edge), Image.Resampling.LANCZOS)
         if image.mode in ("RGBA", "LA", "P", "PA"):
@@ -276,7 +283,7 @@ def compress_for_upload(
         data = b""
         for quality in (85, 75, 65, 55, 45, 35):
             buffer = io.BytesIO()
-            image.save(buffer, "JPEG", quality=quality, optimize=True)
+            image.save(buffer, "JPEG", quality=quality)
             data = buffer.getvalue()
             if len(data) <= max_bytes:
                 break
@@ -290,6 +297,14 @@ def compress_for_upload(
 def _init_worker() -> None:
     # Importing the validation module registers the HEIF opener in the worker process.
     import xintu.images.validation  # noqa: F401
+
+
+def compression_pool(workers: int) -> ProcessPoolExecutor:
+    """Workers forked from a clean fork server, not from this process: forking a process
+    that runs threads (hashing, an event loop, maybe a server) can copy held locks."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["xintu.clients.folder"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
 
 
 # -- state file ---------------------------------------------------------------------------
@@ -662,9 +677,7 @@ class _Runner:
             maxsize=self.options.batch_size * self.options.concurrency * 2
         )
         ahead = asyncio.Semaphore(max(2, self.options.workers * 2))
-        pool = ProcessPoolExecutor(
-            max_workers=min(self.options.workers, max(1, len(todo))), initializer=_init_worker
-        )
+        pool = compression_pool(min(self.options.workers, max(1, len(todo))))
 
         async def compress(image_hash: str) -> None:
             async with ahead:
@@ -738,9 +751,7 @@ class _Runner:
             return
         loop = asyncio.get_running_loop()
         slots = asyncio.Semaphore(max(1, self.options.concurrency))
-        with ProcessPoolExecutor(
-            max_workers=min(self.options.workers, len(todo)), initializer=_init_worker
-        ) as pool:
+        with compression_pool(min(self.options.workers, len(todo))) as pool:
 
             async def one(image_hash: str) -> None:
                 async with slots:
