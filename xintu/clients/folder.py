@@ -448,7 +448,8 @@ class ApiClient:
                 self.stats.retries += 1
                 await self.sleep(delay)
         attempts = self.retries + 1
-        raise ClientError(f"{self.http.base_url}{url} failed {attempts} times: {last_error}")
+        where = str(self.http.base_url).rstrip("/") + url
+        raise ClientError(f"{where} failed {attempts} times: {last_error}")
 
     async def check_cache(self, hashes: Sequence[str]) -> list[dict[str, Any] | None]:
         """``data`` for each hash the server already knows, else None (request order)."""
