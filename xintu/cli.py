@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
 import typer
 
@@ -74,6 +76,90 @@ def worker(
         await run_worker(settings, stop)
 
     asyncio.run(run())
+
+
+@app.command()
+def classify(
+    paths: list[Path] = typer.Argument(..., help="photo files or folders (walked recursively)"),
+    server: str = typer.Option(
+        os.environ.get("XINTU_SERVER", "http://127.0.0.1:8000"),
+        help="the XinTu service (env XINTU_SERVER)",
+    ),
+    local: bool = typer.Option(False, "--local", help="classify in this process, no server"),
+    organize_dir: Path | None = typer.Option(
+        None, "--organize", help="sort the files into per-category folders here"
+    ),
+    copy: bool = typer.Option(False, "--copy", help="with --organize: copy (the default)"),
+    link: bool = typer.Option(False, "--link", help="with --organize: hard-link"),
+    move: bool = typer.Option(False, "--move", help="with --organize: move, after a verified copy"),
+    json_path: Path | None = typer.Option(None, "--json", help="write every result as JSON"),
+    csv_path: Path | None = typer.Option(None, "--csv", help="write every result as CSV"),
+    state: Path | None = typer.Option(
+        None, help="resume file (default ~/.cache/xintu/classify-<server>.jsonl)"
+    ),
+    fresh: bool = typer.Option(False, "--fresh", help="forget earlier runs' results"),
+    concurrency: int = typer.Option(4, min=1, max=64, help="upload requests in flight"),
+    workers: int = typer.Option(
+        max(1, os.cpu_count() or 1), min=1, help="processes that compress photos"
+    ),
+    max_uploads: int | None = typer.Option(
+        None, min=0, help="upload at most this many photos now; run again for the rest"
+    ),
+    user_id: str | None = typer.Option(None, help="sent as X-User-ID (statistics label)"),
+    token: str | None = typer.Option(
+        os.environ.get("XINTU_TOKEN"), help="a user JWT (env XINTU_TOKEN)", show_default=False
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or tables"),
+) -> None:
+    """Classify photo folders: hash, ask the cache, upload only what it does not know."""
+    from rich.console import Console
+
+    from xintu.clients.folder import (
+        ClientError,
+        Options,
+        OrganizeMode,
+        classify_paths,
+        organize,
+        print_summary,
+        write_csv,
+        write_json,
+    )
+
+    if sum((copy, link, move)) > 1:
+        raise typer.BadParameter("choose one of --copy, --link, --move")
+    if (copy or link or move) and organize_dir is None:
+        raise typer.BadParameter("--copy/--link/--move need --organize DIR")
+    mode = OrganizeMode.move if move else OrganizeMode.link if link else OrganizeMode.copy
+    console = Console(stderr=True)
+    options = Options(
+        server=server,
+        local=local,
+        state_path=state,
+        fresh=fresh,
+        concurrency=concurrency,
+        workers=workers,
+        max_uploads=max_uploads,
+        user_id=user_id,
+        token=token,
+        exclude=[organize_dir] if organize_dir else [],
+    )
+    try:
+        report = asyncio.run(classify_paths(paths, options, None if quiet else console))
+        if organize_dir is not None:
+            placed = organize(report, organize_dir, mode)
+            if not quiet:
+                console.print(f"{len(placed)} files {mode.value} into {organize_dir}")
+    except ClientError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    if json_path is not None:
+        write_json(report, json_path)
+    if csv_path is not None:
+        write_csv(report, csv_path)
+    if not quiet:
+        print_summary(report, Console())
+    if report.incomplete:
+        raise typer.Exit(3)
 
 
 @cache_app.command("purge")

@@ -40,6 +40,7 @@ from xintu.responses import FastJSONResponse
 from xintu.users.api import router as users_router
 from xintu.users.crypto import DataCipher
 from xintu.users.wechat import WechatClient
+from xintu.web import mount_web
 
 API_PREFIX = "/api/v1"
 
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(billing_router)
     api.include_router(edit_router)
     app.include_router(api)
+    mount_web(app)
     return app
 
 

@@ -1,0 +1,1 @@
+"""Clients of the classification API: the ``xintu classify`` folder sorter."""
