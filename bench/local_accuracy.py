@@ -56,12 +56,17 @@ async def run(images: Path, data_dir: Path, verbose: bool) -> float:
             elapsed = (time.perf_counter() - t) * 1000
             details = prediction.details or {}
             ocr_ran = bool(details.get("signals", {}).get("ocr_run"))
-            rows.append((truth, prediction.category, elapsed, ocr_ran, path.name, details.get("rule", "")))
+            rows.append(
+                (truth, prediction.category, elapsed, ocr_ran, path.name, details.get("rule", ""))
+            )
             if verbose or prediction.category != truth:
                 mark = "  " if prediction.category == truth else "XX"
-                labels = ", ".join(f"{x['label']} {x['probability']:.2f}" for x in details.get("labels", [])[:3])
+                labels = ", ".join(
+                    f"{x['label']} {x['probability']:.2f}" for x in details.get("labels", [])[:3]
+                )
                 print(  # noqa: T201
-                    f"{mark} {truth.value:18} -> {prediction.category.value:18} {prediction.confidence:.2f} "
+                    f"{mark} {truth.value:18} -> {prediction.category.value:18} "
+                    f"{prediction.confidence:.2f} "
                     f"{details.get('rule', ''):26} {elapsed:6.0f} ms  {folder.name}/{path.name}  "
                     f"faces={len(details.get('faces', []))} [{labels}]"
                 )
@@ -83,14 +88,20 @@ async def run(images: Path, data_dir: Path, verbose: bool) -> float:
     print("\nconfusion (rows = truth, columns = prediction)")  # noqa: T201
     print(" " * 9 + "".join(f"{SHORT[c]:>8}" for c in categories))  # noqa: T201
     for truth_category in categories:
-        counts = [
-            sum(1 for t, g, *_ in rows if t == truth_category and g == c) for c in categories
-        ]
+        counts = [sum(1 for t, g, *_ in rows if t == truth_category and g == c) for c in categories]
         print(f"{SHORT[truth_category]:>9}" + "".join(f"{n:8}" for n in counts))  # noqa: T201
-    without_ocr = [ms for *_, ms, ocr, _n, _r in ((r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows) if not ocr]
+    without_ocr = [
+        ms
+        for *_, ms, ocr, _n, _r in ((r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows)
+        if not ocr
+    ]
     with_ocr = [r[2] for r in rows if r[3]]
     print("\nlatency per image (prepare_image + classify, 1 at a time)")  # noqa: T201
-    for label, values in (("without OCR", without_ocr), ("with OCR", with_ocr), ("all", [r[2] for r in rows])):
+    for label, values in (
+        ("without OCR", without_ocr),
+        ("with OCR", with_ocr),
+        ("all", [r[2] for r in rows]),
+    ):
         if values:
             print(  # noqa: T201
                 f"  {label:12} n={len(values):3}  p50 {percentile(values, 0.5):6.0f} ms  "

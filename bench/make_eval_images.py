@@ -1,3 +1,5 @@
+# HTML and drawing templates read better unwrapped.
+# ruff: noqa: E501
 """(Re)generate the local-classifier evaluation set under tests/fixtures/images/local_eval.
 
 Sources (see SOURCES.md there): photos bundled with scikit-image, matplotlib and
@@ -30,7 +32,8 @@ GB_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
 def package_dir(name: str) -> Path:
     spec = util.find_spec(name)
-    assert spec is not None and spec.submodule_search_locations, f"{name} is not installed"
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"{name} is not installed")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -51,7 +54,9 @@ def save_photo(image: Image.Image, category: str, name: str) -> None:
     image.save(path, "JPEG", quality=85, optimize=True)
 
 
-def crop_frac(image: Image.Image, left: float, top: float, right: float, bottom: float) -> Image.Image:
+def crop_frac(
+    image: Image.Image, left: float, top: float, right: float, bottom: float
+) -> Image.Image:
     w, h = image.size
     return image.crop((int(w * left), int(h * top), int(w * right), int(h * bottom)))
 
@@ -63,7 +68,12 @@ def variants(image: Image.Image) -> list[tuple[str, Image.Image]]:
         ("crop", crop_frac(image, 0.08, 0.05, 0.92, 0.95)),
         ("warm", ImageEnhance.Color(image).enhance(1.4)),
         ("dark", ImageEnhance.Brightness(image).enhance(0.7)),
-        ("rot", image.rotate(6, resample=Image.Resampling.BICUBIC, expand=False, fillcolor=(30, 30, 30))),
+        (
+            "rot",
+            image.rotate(
+                6, resample=Image.Resampling.BICUBIC, expand=False, fillcolor=(30, 30, 30)
+            ),
+        ),
         ("soft", image.filter(ImageFilter.GaussianBlur(1.2))),
         ("bw", ImageOps.grayscale(image).convert("RGB")),
     ]
@@ -93,7 +103,9 @@ def make_photos(sklearn_images: Path | None) -> None:
     save_photo(crop_frac(grace, 0.1, 0.0, 0.9, 0.7), "single_person", "grace_hopper_closeup")
     save_photo(ImageEnhance.Brightness(astronaut).enhance(0.75), "single_person", "astronaut_dark")
     save_photo(crop_frac(camera, 0.2, 0.0, 0.9, 0.8), "single_person", "cameraman_crop")
-    save_photo(grace.rotate(-5, resample=Image.Resampling.BICUBIC), "single_person", "grace_hopper_rot")
+    save_photo(
+        grace.rotate(-5, resample=Image.Resampling.BICUBIC), "single_person", "grace_hopper_rot"
+    )
 
     if sklearn_images is not None:
         china = Image.open(sklearn_images / "china.jpg").convert("RGB")
@@ -134,7 +146,16 @@ def compose_groups(sklearn_images: Path | None) -> None:
     if sklearn_images is not None:
         backdrop = Image.open(sklearn_images / "china.jpg").convert("RGB")
     rng = random.Random(11643)
-    layouts = [(2, "plain"), (3, "plain"), (4, "plain"), (5, "plain"), (2, "scene"), (3, "scene"), (4, "scene"), (3, "rows")]
+    layouts = [
+        (2, "plain"),
+        (3, "plain"),
+        (4, "plain"),
+        (5, "plain"),
+        (2, "scene"),
+        (3, "scene"),
+        (4, "scene"),
+        (3, "rows"),
+    ]
     for index, (count, style) in enumerate(layouts):
         height = 300
         members = [people[(index + k) % len(people)] for k in range(count)]
@@ -187,7 +208,12 @@ def idcard_front(rng: random.Random, portrait: Image.Image, name: str) -> Image.
     d.text((310, 106), "汉", font=value, fill=(20, 20, 20))
     number = id_number(rng)
     d.text((50, 170), "出生", font=label, fill=(60, 100, 160))
-    d.text((130, 166), f"{number[6:10]} 年 {int(number[10:12])} 月 {int(number[12:14])} 日", font=value, fill=(20, 20, 20))
+    d.text(
+        (130, 166),
+        f"{number[6:10]} 年 {int(number[10:12])} 月 {int(number[12:14])} 日",
+        font=value,
+        fill=(20, 20, 20),
+    )
     d.text((50, 230), "住址", font=label, fill=(60, 100, 160))
     d.text((130, 226), "北京市朝阳区建国路88号", font=value, fill=(20, 20, 20))
     d.text((130, 270), "3号楼2单元1201室", font=value, fill=(20, 20, 20))
@@ -205,7 +231,12 @@ def idcard_back(rng: random.Random) -> Image.Image:
     d.text((260, 70), "中华人民共和国", font=font(FONT_CJK_BOLD, 46), fill=(30, 30, 30))
     d.text((240, 160), "居 民 身 份 证", font=font(FONT_CJK_BOLD, 60), fill=(30, 30, 30))
     d.text((160, 360), "签发机关", font=font(FONT_CJK, 28), fill=(30, 30, 30))
-    d.text((300, 356), rng.choice(["北京市公安局朝阳分局", "上海市公安局徐汇分局"]), font=font(FONT_CJK, 30), fill=(30, 30, 30))
+    d.text(
+        (300, 356),
+        rng.choice(["北京市公安局朝阳分局", "上海市公安局徐汇分局"]),
+        font=font(FONT_CJK, 30),
+        fill=(30, 30, 30),
+    )
     d.text((160, 420), "有效期限", font=font(FONT_CJK, 28), fill=(30, 30, 30))
     d.text((300, 416), "2019.05.01-2039.05.01", font=font(FONT_CJK, 30), fill=(30, 30, 30))
     return card
@@ -217,8 +248,13 @@ def passport(portrait: Image.Image, surname: str, given: str) -> Image.Image:
     d.text((40, 25), "中华人民共和国  护照", font=font(FONT_CJK_BOLD, 30), fill=(40, 40, 90))
     d.text((520, 30), "PASSPORT", font=font(FONT_CJK_BOLD, 28), fill=(40, 40, 90))
     page.paste(ImageOps.fit(portrait, (200, 250)), (40, 90))
-    rows = [("姓/Surname", surname), ("名/Given names", given), ("国籍/Nationality", "中国 CHINESE"),
-            ("出生日期/Date of birth", "12 MAR 1986"), ("有效期至/Date of expiry", "11 MAR 2031")]
+    rows = [
+        ("姓/Surname", surname),
+        ("名/Given names", given),
+        ("国籍/Nationality", "中国 CHINESE"),
+        ("出生日期/Date of birth", "12 MAR 1986"),
+        ("有效期至/Date of expiry", "11 MAR 2031"),
+    ]
     for k, (key, val) in enumerate(rows):
         d.text((280, 90 + k * 66), key, font=font(FONT_CJK, 18), fill=(90, 90, 120))
         d.text((280, 112 + k * 66), val, font=font(FONT_CJK_BOLD, 24), fill=(20, 20, 20))
@@ -235,8 +271,16 @@ def driving_licence(rng: random.Random, portrait: Image.Image) -> Image.Image:
     d = ImageDraw.Draw(card)
     d.text((140, 24), "中华人民共和国机动车驾驶证", font=font(FONT_CJK_BOLD, 36), fill=(20, 20, 60))
     number = id_number(rng)
-    rows = [("证号", number), ("姓名", "王小明"), ("性别", "男"), ("国籍", "中国"), ("住址", "广东省深圳市南山区科技园路1号"),
-            ("出生日期", f"{number[6:10]}-{number[10:12]}-{number[12:14]}"), ("准驾车型", "C1"), ("有效期限", "2020-06-01 至 2030-06-01")]
+    rows = [
+        ("证号", number),
+        ("姓名", "王小明"),
+        ("性别", "男"),
+        ("国籍", "中国"),
+        ("住址", "广东省深圳市南山区科技园路1号"),
+        ("出生日期", f"{number[6:10]}-{number[10:12]}-{number[12:14]}"),
+        ("准驾车型", "C1"),
+        ("有效期限", "2020-06-01 至 2030-06-01"),
+    ]
     for k, (key, val) in enumerate(rows):
         d.text((40, 90 + k * 54), key, font=font(FONT_CJK, 24), fill=(60, 60, 90))
         d.text((170, 88 + k * 54), val, font=font(FONT_CJK_BOLD, 26), fill=(10, 10, 10))
@@ -250,9 +294,17 @@ def on_table(card: Image.Image, rng: random.Random, angle: float) -> Image.Image
     d = ImageDraw.Draw(table)
     for y in range(0, table.height, 7):
         tone = rng.randint(-18, 18)
-        d.line([(0, y), (table.width, y + rng.randint(-3, 3))], fill=(150 + tone, 110 + tone, 70 + tone), width=4)
+        d.line(
+            [(0, y), (table.width, y + rng.randint(-3, 3))],
+            fill=(150 + tone, 110 + tone, 70 + tone),
+            width=4,
+        )
     rotated = card.convert("RGBA").rotate(angle, resample=Image.Resampling.BICUBIC, expand=True)
-    table.paste(rotated, (130 - (rotated.width - card.width) // 2, 130 - (rotated.height - card.height) // 2), rotated)
+    table.paste(
+        rotated,
+        (130 - (rotated.width - card.width) // 2, 130 - (rotated.height - card.height) // 2),
+        rotated,
+    )
     return ImageEnhance.Brightness(table.filter(ImageFilter.GaussianBlur(0.8))).enhance(0.92)
 
 
@@ -263,7 +315,9 @@ def make_idcards() -> None:
     camera = crop_frac(skimage_photo("camera.png"), 0.3, 0.0, 0.8, 0.6)
     save_photo(idcard_front(rng, grace, "张 伟"), "idcard", "idcard_front_1")
     save_photo(idcard_front(rng, astronaut, "李 娜"), "idcard", "idcard_front_2")
-    save_photo(on_table(idcard_front(rng, camera, "刘 洋"), rng, 4.0), "idcard", "idcard_front_table")
+    save_photo(
+        on_table(idcard_front(rng, camera, "刘 洋"), rng, 4.0), "idcard", "idcard_front_table"
+    )
     save_photo(idcard_back(rng), "idcard", "idcard_back")
     save_photo(on_table(idcard_back(rng), rng, -5.0), "idcard", "idcard_back_table")
     save_photo(passport(grace, "ZHANG", "WEI"), "idcard", "passport_1")
@@ -294,35 +348,71 @@ background:#fafafa;font-size:13px"><span>首页</span><span>消息</span><span>�
 
 
 def chat_bubbles() -> str:
-    lines = ["今晚七点老地方见？", "好的，我订了位子", "记得带上次的照片", "收到👌", "谁开车？我可以顺路接两个人",
-             "我坐地铁过去", "那我们先点菜了", "好嘞，马上到"]
+    lines = [
+        "今晚七点老地方见？",
+        "好的，我订了位子",
+        "记得带上次的照片",
+        "收到👌",
+        "谁开车？我可以顺路接两个人",
+        "我坐地铁过去",
+        "那我们先点菜了",
+        "好嘞，马上到",
+    ]
     out = []
     for k, text in enumerate(lines):
         side = "flex-end" if k % 2 else "flex-start"
         color = "#95ec69" if k % 2 else "#fff"
-        out.append(f'<div style="display:flex;justify-content:{side};padding:6px 12px"><span style="background:{color};'
-                   f'padding:8px 12px;border-radius:6px;font-size:15px;max-width:70%">{text}</span></div>')
+        out.append(
+            f'<div style="display:flex;justify-content:{side};padding:6px 12px"><span style="background:{color};'
+            f'padding:8px 12px;border-radius:6px;font-size:15px;max-width:70%">{text}</span></div>'
+        )
     return "".join(out)
 
 
 def settings_rows() -> str:
-    names = ["飞行模式", "无线局域网", "蓝牙", "蜂窝网络", "个人热点", "通知", "声音与触感", "专注模式", "屏幕使用时间", "通用", "控制中心", "显示与亮度"]
-    return "".join(f'<div style="background:#fff;padding:12px 16px;border-bottom:1px solid #ddd;font-size:16px">{n}'
-                   f'<span style="float:right;color:#999">›</span></div>' for n in names)
+    names = [
+        "飞行模式",
+        "无线局域网",
+        "蓝牙",
+        "蜂窝网络",
+        "个人热点",
+        "通知",
+        "声音与触感",
+        "专注模式",
+        "屏幕使用时间",
+        "通用",
+        "控制中心",
+        "显示与亮度",
+    ]
+    return "".join(
+        f'<div style="background:#fff;padding:12px 16px;border-bottom:1px solid #ddd;font-size:16px">{n}'
+        f'<span style="float:right;color:#999">›</span></div>'
+        for n in names
+    )
 
 
 def feed_posts() -> str:
-    texts = ["周末去了趟西湖，人山人海但风景真的好", "分享一个超简单的番茄炒蛋做法", "新买的键盘到了，手感很不错",
-             "今天的晚霞也太好看了吧", "求推荐适合通勤的耳机"]
-    return "".join(f'<div style="padding:12px 16px;border-bottom:8px solid #f4f4f4"><b>用户{k + 1}</b><p style="font-size:15px">{t}</p>'
-                   f'<div style="height:90px;background:#dfe6ee"></div><div style="color:#888;font-size:13px">分享 · 评论 {k * 7 + 3} · 点赞 {k * 31 + 12}</div></div>'
-                   for k, t in enumerate(texts))
+    texts = [
+        "周末去了趟西湖，人山人海但风景真的好",
+        "分享一个超简单的番茄炒蛋做法",
+        "新买的键盘到了，手感很不错",
+        "今天的晚霞也太好看了吧",
+        "求推荐适合通勤的耳机",
+    ]
+    return "".join(
+        f'<div style="padding:12px 16px;border-bottom:8px solid #f4f4f4"><b>用户{k + 1}</b><p style="font-size:15px">{t}</p>'
+        f'<div style="height:90px;background:#dfe6ee"></div><div style="color:#888;font-size:13px">分享 · 评论 {k * 7 + 3} · 点赞 {k * 31 + 12}</div></div>'
+        for k, t in enumerate(texts)
+    )
 
 
 def shop_items() -> str:
-    return "".join(f'<div style="display:inline-block;width:46%;margin:2%;background:#fff;vertical-align:top">'
-                   f'<div style="height:120px;background:#e8e2d8"></div><div style="padding:6px;font-size:13px">无线蓝牙耳机 降噪 长续航 款式{k}</div>'
-                   f'<div style="color:#ff5000;padding:0 6px 6px">¥{99 + k * 20}</div></div>' for k in range(6))
+    return "".join(
+        f'<div style="display:inline-block;width:46%;margin:2%;background:#fff;vertical-align:top">'
+        f'<div style="height:120px;background:#e8e2d8"></div><div style="padding:6px;font-size:13px">无线蓝牙耳机 降噪 长续航 款式{k}</div>'
+        f'<div style="color:#ff5000;padding:0 6px 6px">¥{99 + k * 20}</div></div>'
+        for k in range(6)
+    )
 
 
 DESKTOP_PAGE = """<html><body style="margin:0;font-family:'Noto Sans CJK SC',sans-serif">
@@ -332,27 +422,49 @@ DESKTOP_PAGE = """<html><body style="margin:0;font-family:'Noto Sans CJK SC',san
 
 
 def desktop_html(title: str) -> str:
-    nav = "".join(f"<p>{n}</p>" for n in ["快速开始", "安装", "配置", "分类接口", "统计", "用户与登录", "计费", "常见问题"])
-    body = "".join(f"<p style='font-size:16px;line-height:1.7'>{t}</p>" for t in [
-        "本页介绍如何在本地运行服务，并通过接口上传图片完成分类。",
-        "每张图片按内容的 SHA-256 计算哈希，命中缓存时直接返回结果，不会重复调用模型。",
-        "离线模式下使用本地模型，无需网络，也无需 API 密钥。",
-        "返回的结果包含类别、中文名称、置信度以及简短的描述。",
-        "批量上传时每次最多二十张图片，超出部分会被拒绝。"])
+    nav = "".join(
+        f"<p>{n}</p>"
+        for n in ["快速开始", "安装", "配置", "分类接口", "统计", "用户与登录", "计费", "常见问题"]
+    )
+    body = "".join(
+        f"<p style='font-size:16px;line-height:1.7'>{t}</p>"
+        for t in [
+            "本页介绍如何在本地运行服务，并通过接口上传图片完成分类。",
+            "每张图片按内容的 SHA-256 计算哈希，命中缓存时直接返回结果，不会重复调用模型。",
+            "离线模式下使用本地模型，无需网络，也无需 API 密钥。",
+            "返回的结果包含类别、中文名称、置信度以及简短的描述。",
+            "批量上传时每次最多二十张图片，超出部分会被拒绝。",
+        ]
+    )
     return DESKTOP_PAGE.format(nav=nav, title=title, body=body)
 
 
 def render(chromium: str, html: str, width: int, height: int, scale: float, out: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         page = Path(tmp) / "page.html"
-        page.write_text(f"<html><head><meta charset='utf-8'><style>body{{margin:0}}</style></head><body>{html}</body></html>"
-                        if not html.startswith("<html") else html, encoding="utf-8")
+        page.write_text(
+            f"<html><head><meta charset='utf-8'><style>body{{margin:0}}</style></head><body>{html}</body></html>"
+            if not html.startswith("<html")
+            else html,
+            encoding="utf-8",
+        )
         shot = Path(tmp) / "shot.png"
         subprocess.run(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--hide-scrollbars", f"--force-device-scale-factor={scale}", f"--window-size={width},{height}",
-             f"--screenshot={shot}", page.as_uri()],
-            check=True, capture_output=True, timeout=60,
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--hide-scrollbars",
+                f"--force-device-scale-factor={scale}",
+                f"--window-size={width},{height}",
+                f"--screenshot={shot}",
+                page.as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         Image.open(shot).convert("RGB").save(out, "PNG", optimize=True)
@@ -367,11 +479,18 @@ def make_screenshots(chromium: str) -> None:
         ("shop", 390, 844, 2, "08:30", "phone_shop_780x1688.png"),
         ("chat", 412, 915, 2, "23:02", "phone_chat_824x1830.png"),
     ]
-    fillers = {"bubbles": chat_bubbles(), "rows": settings_rows(), "posts": feed_posts(), "items": shop_items()}
+    fillers = {
+        "bubbles": chat_bubbles(),
+        "rows": settings_rows(),
+        "posts": feed_posts(),
+        "items": shop_items(),
+    }
     for page, w, h, scale, clock, name in phone:
         status = STATUS_BAR.format(clock=clock, bg="transparent")
         render(chromium, PAGES[page].format(status=status, **fillers), w, h, scale, out / name)
-    render(chromium, desktop_html("分类接口使用说明"), 1366, 768, 1, out / "desktop_docs_1366x768.png")
+    render(
+        chromium, desktop_html("分类接口使用说明"), 1366, 768, 1, out / "desktop_docs_1366x768.png"
+    )
     render(chromium, desktop_html("常见问题"), 1280, 800, 1, out / "desktop_faq_1280x800.png")
     # A screenshot shared through a chat app: re-encoded as JPEG and shrunk.
     shared = Image.open(out / "phone_feed_720x1600.png").convert("RGB")
@@ -382,8 +501,12 @@ def make_screenshots(chromium: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sklearn-images", type=Path, default=None,
-                        help="folder with scikit-learn's china.jpg and flower.jpg")
+    parser.add_argument(
+        "--sklearn-images",
+        type=Path,
+        default=None,
+        help="folder with scikit-learn's china.jpg and flower.jpg",
+    )
     args = parser.parse_args()
     sklearn_images: Path | None = args.sklearn_images
     if sklearn_images is None and util.find_spec("sklearn") is not None:
@@ -393,7 +516,9 @@ def main() -> None:
     make_idcards()
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        raise SystemExit("chromium is needed for screenshots: apt-get install -y chromium fonts-noto-cjk")
+        raise SystemExit(
+            "chromium is needed for screenshots: apt-get install -y chromium fonts-noto-cjk"
+        )
     make_screenshots(chromium)
 
 

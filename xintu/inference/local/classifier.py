@@ -9,7 +9,7 @@ from importlib import util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xintu.inference.base import ClassifierError, PreparedImage, Prediction
+from xintu.inference.base import ClassifierError, Prediction, PreparedImage
 from xintu.inference.local.settings import LocalSettings
 
 if TYPE_CHECKING:

@@ -146,8 +146,9 @@ def build_onnx_bytes(weights_path: Path) -> bytes:
         )
         x = g.conv_bn(x, weights, f"{prefix}._project_conv", f"{prefix}._bn2", relu6=False)
         block_in_channels = int(
-            weights.get(f"{prefix}._expand_conv.weight", weights[f"{prefix}._depthwise_conv.weight"])
-            .shape[1 if f"{prefix}._expand_conv.weight" in weights else 0]
+            weights.get(
+                f"{prefix}._expand_conv.weight", weights[f"{prefix}._depthwise_conv.weight"]
+            ).shape[1 if f"{prefix}._expand_conv.weight" in weights else 0]
         )
         out_channels = int(weights[f"{prefix}._project_conv.weight"].shape[0])
         if stride == 1 and block_in_channels == out_channels:

@@ -114,9 +114,15 @@ class FaceDetector:
         scale_factor: float,
     ) -> None:
         providers = ["CPUExecutionProvider"]
-        self._pnet = ort.InferenceSession(str(model_dir / "pnet.onnx"), options, providers=providers)
-        self._rnet = ort.InferenceSession(str(model_dir / "rnet.onnx"), options, providers=providers)
-        self._onet = ort.InferenceSession(str(model_dir / "onet.onnx"), options, providers=providers)
+        self._pnet = ort.InferenceSession(
+            str(model_dir / "pnet.onnx"), options, providers=providers
+        )
+        self._rnet = ort.InferenceSession(
+            str(model_dir / "rnet.onnx"), options, providers=providers
+        )
+        self._onet = ort.InferenceSession(
+            str(model_dir / "onet.onnx"), options, providers=providers
+        )
         self._thresholds = thresholds
         self._scale_factor = scale_factor
 
@@ -185,9 +191,7 @@ class FaceDetector:
 
     def _output(self, image: Array, boxes: Array) -> Array:
         batch = _crops(image, boxes, _ONET_SIZE)
-        offsets, _landmarks, probs = self._onet.run(
-            None, {self._onet.get_inputs()[0].name: batch}
-        )
+        offsets, _landmarks, probs = self._onet.run(None, {self._onet.get_inputs()[0].name: batch})
         keep = probs[:, 1] > self._thresholds[2]
         boxes = boxes[keep].copy()
         boxes[:, 4] = probs[keep, 1]

@@ -35,7 +35,9 @@ _FULL: dict[Category, list[int]] = {
         338,  # guinea pig
     ),
     Category.foods: [
-        i for i in _ids((923, 969), 987, 998) if i not in (958, 968)  # not hay, cup
+        i
+        for i in _ids((923, 969), 987, 998)
+        if i not in (958, 968)  # not hay, cup
     ],
     Category.travel_scenery: _ids(
         970,  # alp
@@ -75,17 +77,62 @@ _FULL: dict[Category, list[int]] = {
 _HALF: dict[Category, list[int]] = {
     Category.pets: [286, 287],  # cougar, lynx: what tabby cats are often mistaken for
     Category.foods: _ids(
-        968, 809, 659, 762, 828, 910, 567, 813, 499, 504, 849, 532, 550, 907, 440, 441,
-        572, 415, 766, 469, 909, 868, 544, 521, 891, 618, 647, 773, 582, 467,
+        968,
+        809,
+        659,
+        762,
+        828,
+        910,
+        567,
+        813,
+        499,
+        504,
+        849,
+        532,
+        550,
+        907,
+        440,
+        441,
+        572,
+        415,
+        766,
+        469,
+        909,
+        868,
+        544,
+        521,
+        891,
+        618,
+        647,
+        773,
+        582,
+        467,
     ),  # fmt: skip
     Category.travel_scenery: _ids(
-        703, 472, 484, 871, 914, 780, 814, 628, 694, 536, 795, 825, 646, 706, 727, 458,
+        703,
+        472,
+        484,
+        871,
+        914,
+        780,
+        814,
+        628,
+        694,
+        536,
+        795,
+        825,
+        646,
+        706,
+        727,
+        458,
     ),  # fmt: skip
 }
 
 # Classes that suggest a screen or a printed document: worth an OCR pass.
-DOCUMENT_CLASSES: tuple[int, ...] = _ids(
+DOCUMENT_CLASSES: tuple[int, ...] = tuple(
+    _ids(
     916, 922, 549, 921, 918, 917, 664, 782, 851, 681, 620, 446, 692, 781, 919, 487, 605, 590,
+    )
 )  # fmt: skip
 
 VOTING_CATEGORIES: tuple[Category, ...] = (Category.pets, Category.foods, Category.travel_scenery)

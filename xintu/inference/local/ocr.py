@@ -10,6 +10,7 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
+from rapidocr.utils.output import RapidOCROutput
 
 from xintu.inference.local.rules import TextLine
 
@@ -56,6 +57,8 @@ class TextReader:
         """Text lines, top to bottom, with boxes as fractions of the image size."""
         height, width = rgb.shape[:2]
         result = self._engine(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if not isinstance(result, RapidOCROutput):
+            return []
         if result.boxes is None or result.txts is None or result.scores is None:
             return []
         lines: list[TextLine] = []

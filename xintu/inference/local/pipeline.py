@@ -161,8 +161,7 @@ class LocalPipeline:
         kept = [
             f
             for f in faces
-            if f.confidence >= self.settings.face_confidence
-            and min(f.width, f.height) >= min_face
+            if f.confidence >= self.settings.face_confidence and min(f.width, f.height) >= min_face
         ]
         return kept, rgb.width / small.width
 
@@ -189,7 +188,9 @@ class LocalPipeline:
         faces, face_scale = self.detect_faces(rgb)
         timings["faces"] = _ms(t)
         largest = max((min(f.width, f.height) for f in faces), default=0.0)
-        main_faces = [f for f in faces if min(f.width, f.height) >= s.face_bystander_ratio * largest]
+        main_faces = [
+            f for f in faces if min(f.width, f.height) >= s.face_bystander_ratio * largest
+        ]
         short_side = min(rgb.size) / face_scale if faces else min(rgb.size)
         largest_fraction = largest / short_side if faces else 0.0
 
@@ -217,7 +218,9 @@ class LocalPipeline:
         signals: dict[str, Any] = {
             "flat_fraction": round(flat, 3),
             "document_mass": round(document_mass, 3),
-            "label_mass": {c.value: round(float(m), 3) for c, m in zip(VOTING_CATEGORIES, masses, strict=True)},
+            "label_mass": {
+                c.value: round(float(m), 3) for c, m in zip(VOTING_CATEGORIES, masses, strict=True)
+            },
             "device_resolution": screen_size,
             "camera_exif": has_camera_exif,
             "ocr_run": run_ocr,
@@ -245,7 +248,17 @@ class LocalPipeline:
             signals=signals,
             timings_ms=timings,
         )
-        self._decide(analysis, lines, flat, screen_size, has_camera_exif, main_faces, faces, masses)
+        self._decide(
+            analysis,
+            lines,
+            flat,
+            screen_size,
+            has_camera_exif,
+            main_faces,
+            faces,
+            masses,
+            largest_fraction,
+        )
         timings["total"] = _ms(start)
         return analysis
 
@@ -259,30 +272,46 @@ class LocalPipeline:
         main_faces: list[Face],
         faces: list[Face],
         masses: Array,
+        largest_fraction: float,
     ) -> None:
         s = self.settings
         texts = [line.text for line in lines]
         id_rule = rules.idcard_evidence(texts, s.idcard_min_keywords, s.mrz_min_length)
-        if id_rule is not None:
+        screenshot_rule = (
+            None if has_camera_exif else self._screenshot_rule(lines, flat, screen_size)
+        )
+        # A checked ID number or an MRZ beats everything; ID words alone lose to a status bar
+        # (a screenshot of a form that asks for 姓名/身份证号 is a screenshot).
+        if id_rule is not None and (
+            id_rule in ("idcard:gb11643", "idcard:mrz") or screenshot_rule != "screenshot:clock"
+        ):
             _set(a, Category.idcard, id_rule, RULE_CONFIDENCE[id_rule], "识别到证件文字")
             return
-        if not has_camera_exif:
-            screenshot_rule = self._screenshot_rule(lines, flat, screen_size)
-            if screenshot_rule is not None:
-                _set(
-                    a,
-                    Category.screenshot,
-                    screenshot_rule,
-                    RULE_CONFIDENCE[screenshot_rule],
-                    f"识别到{len(lines)}行界面文字",
-                )
-                return
+        if screenshot_rule is not None:
+            _set(
+                a,
+                Category.screenshot,
+                screenshot_rule,
+                RULE_CONFIDENCE[screenshot_rule],
+                f"识别到{len(lines)}行界面文字",
+            )
+            return
+        best = int(np.argmax(masses))
+        best_mass = float(masses[best])
+        if best_mass >= s.label_override_mass and largest_fraction < s.portrait_face_fraction:
+            main_faces, faces = [], []
         if len(main_faces) >= 2:
             # More faces of similar size make a group more certain; bystanders less so.
             confidence = RULE_CONFIDENCE["faces:group"] + 0.03 * min(len(main_faces) - 2, 3)
             if len(faces) > len(main_faces):
                 confidence -= 0.05
-            _set(a, Category.social_activities, "faces:group", confidence, f"检测到{len(main_faces)}张人脸")
+            _set(
+                a,
+                Category.social_activities,
+                "faces:group",
+                confidence,
+                f"检测到{len(main_faces)}张人脸",
+            )
             return
         if len(main_faces) == 1:
             confidence = RULE_CONFIDENCE["faces:single"] * main_faces[0].confidence
@@ -290,8 +319,6 @@ class LocalPipeline:
                 confidence -= 0.05
             _set(a, Category.single_person, "faces:single", confidence, "检测到1张人脸")
             return
-        best = int(np.argmax(masses))
-        best_mass = float(masses[best])
         if best_mass >= s.label_mass_threshold:
             category = VOTING_CATEGORIES[best]
             # Map mass in [threshold, 1] linearly onto [floor, cap].

@@ -89,7 +89,7 @@ def _compact(text: str) -> str:
 
 
 def idcard_evidence(texts: list[str], min_keywords: int, mrz_min_length: int) -> str | None:
-    """Which ID-document rule matches the OCR text, or None."""
+    """Which ID-document rule matches the OCR text (strongest first), or None."""
     if find_id_numbers(texts):
         return "idcard:gb11643"
     joined = "\n".join(texts)
@@ -99,9 +99,10 @@ def idcard_evidence(texts: list[str], min_keywords: int, mrz_min_length: int) ->
         line = _compact(text).upper().replace("«", "<")
         if len(line) >= mrz_min_length and (_MRZ_NAME_RE.search(line) or _MRZ_FILL_RE.search(line)):
             return "idcard:mrz"
-    if any(_compact(word).upper() in upper for word in ID_STRONG_WORDS):
-        return "idcard:keyword"
     hits = sum(1 for word in ID_KEYWORDS if _compact(word).upper() in upper)
+    # A title alone ("护照办理", "请输入身份证号") appears in apps and forms: want a field too.
+    if hits >= 1 and any(_compact(word).upper() in upper for word in ID_STRONG_WORDS):
+        return "idcard:keyword"
     if hits >= min_keywords:
         return "idcard:keywords"
     return None

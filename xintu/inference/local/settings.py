@@ -23,6 +23,9 @@ class LocalSettings(BaseSettings):
     top_labels: int = Field(default=5, ge=1)
     label_mass_threshold: float = Field(default=0.25, ge=0, le=1)
     label_confidence_floor: float = Field(default=0.45, ge=0, le=1)
+    # Label mass that beats a face smaller than ``portrait_face_fraction`` (a cat in someone's
+    # arms, a dish with diners behind it).
+    label_override_mass: float = Field(default=0.6, ge=0, le=1)
 
     # Faces (MTCNN)
     face_max_side: int = Field(default=640, ge=64)
@@ -43,10 +46,10 @@ class LocalSettings(BaseSettings):
     ocr_gate_document_mass: float = Field(default=0.15, ge=0, le=1)
     ocr_max_side: int = Field(default=960, ge=320)
     ocr_min_score: float = Field(default=0.6, ge=0, le=1)
-    ocr_snippets: int = Field(default=8, ge=0)
+    ocr_snippets: int = Field(default=20, ge=0)
 
     # ID documents
-    idcard_min_keywords: int = Field(default=2, ge=1)
+    idcard_min_keywords: int = Field(default=3, ge=1)
     mrz_min_length: int = Field(default=30, ge=10)
 
     # Screenshots
