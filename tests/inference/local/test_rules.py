@@ -36,6 +36,8 @@ def test_idcard_evidence_rules() -> None:
     assert rules.idcard_evidence(["PASSPORT", mrz], 3, 30) == "idcard:mrz"
     assert rules.idcard_evidence(["居民身份证", "签发机关 某公安局"], 3, 30) == "idcard:keyword"
     assert rules.idcard_evidence(["姓名 张三", "性别 男", "民族 汉"], 3, 30) == "idcard:keywords"
+    english = ["HONG KONG IDENTITY CARD", "Date of Birth 01-01-1990", "Sex M"]
+    assert rules.idcard_evidence(english, 3, 30) == "idcard:keyword"
 
 
 def test_forms_and_app_titles_are_not_id_documents() -> None:

@@ -11,11 +11,16 @@ _GB11643_CHECK = "10X98765432"
 _ID_NUMBER_RE = re.compile(r"(?<![0-9])([1-9][0-9]{16}[0-9Xx])(?![0-9])")
 
 # Words printed on Chinese ID cards, passports, driving and residence permits.
-ID_STRONG_WORDS = ("公民身份号码", "居民身份证", "身份证号", "PASSPORT", "护照", "驾驶证")
+ID_STRONG_WORDS = (
+    "公民身份号码", "居民身份证", "身份证号", "PASSPORT", "护照", "驾驶证", "行驶证", "居住证",
+    "通行证", "社会保障卡", "IDENTITYCARD", "IDCARD", "DRIVERLICENSE", "DRIVER'SLICENSE",
+    "DRIVINGLICENCE", "RESIDENCEPERMIT",
+)  # fmt: skip
 ID_KEYWORDS = (
     "姓名", "性别", "民族", "出生", "住址", "签发机关", "有效期限", "国籍", "签发日期",
     "有效期至", "准驾车型", "证件号码", "Surname", "Given names", "Nationality",
-    "Date of birth", "Date of expiry", "Place of birth",
+    "Date of birth", "Date of expiry", "Place of birth", "Date of issue", "Sex", "DOB",
+    "Expires", "Issuing authority",
 )  # fmt: skip
 # A passport's machine-readable zone: P<ISSUER then names, or the digit line.
 _MRZ_NAME_RE = re.compile(r"P[<A-Z][A-Z<]{3}[A-Z<]{20,}")
