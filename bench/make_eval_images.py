@@ -116,16 +116,18 @@ def make_photos(sklearn_images: Path | None) -> None:
         save_photo(Image.open(sklearn_images / "flower.jpg"), "other", "flower")
 
     for name, out in [
-        ("motorcycle_left.png", "motorcycle"),
-        ("motorcycle_right.png", "motorcycle_right"),
         ("rocket.jpg", "rocket"),
         ("hubble_deep_field.jpg", "hubble_deep_field"),
         ("coins.png", "coins"),
         ("brick.png", "brick"),
         ("retina.jpg", "retina"),
-        ("page.png", "page"),
         ("gravel.png", "gravel"),
-        ("moon.png", "moon"),
+        ("grass.png", "grass"),
+        ("horse.png", "horse"),
+        ("text.png", "text_sign"),
+        ("cell.png", "cell"),
+        ("clock_motion.png", "clock_motion"),
+        ("ihc.png", "immunohistochemistry"),
     ]:
         save_photo(skimage_photo(name), "other", out)
 

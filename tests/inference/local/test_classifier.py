@@ -29,7 +29,7 @@ from xintu.inference.local import classifier as classifier_module
         ("screenshot/desktop_docs_1366x768.png", Category.screenshot, "screenshot:ui_words"),
         ("idcard/idcard_front_1.jpg", Category.idcard, "idcard:gb11643"),
         ("idcard/passport_1.jpg", Category.idcard, "idcard:mrz"),
-        ("other/motorcycle.jpg", Category.other, "fallback"),
+        ("other/rocket.jpg", Category.other, "fallback"),
     ],
 )
 async def test_classifies_evaluation_images(

@@ -41,6 +41,7 @@ RULE_CONFIDENCE: dict[str, float] = {
     "faces:group": 0.85,
     "faces:single": 0.85,
     "labels": 0.9,
+    "graphic": 0.6,
     "fallback": 0.6,
 }
 # Effnet preprocessing of the TensorFlow Lite release: shorter side 256, centre 224.
@@ -183,6 +184,8 @@ class LocalPipeline:
         t = time.perf_counter()
         probs = self.label_probabilities(rgb)
         masses = self._weights @ probs
+        # The most likely single class voting for each category.
+        tops = (self._weights * probs[None, :]).max(axis=1)
         document_mass = float(probs[list(DOCUMENT_CLASSES)].sum())
         timings["labels"] = _ms(t)
 
@@ -259,6 +262,7 @@ class LocalPipeline:
             main_faces,
             faces,
             masses,
+            tops,
             largest_fraction,
         )
         timings["total"] = _ms(start)
@@ -274,6 +278,7 @@ class LocalPipeline:
         main_faces: list[Face],
         faces: list[Face],
         masses: Array,
+        tops: Array,
         largest_fraction: float,
     ) -> None:
         s = self.settings
@@ -321,7 +326,10 @@ class LocalPipeline:
                 confidence -= 0.05
             _set(a, Category.single_person, "faces:single", confidence, "检测到1张人脸")
             return
-        if best_mass >= s.label_mass_threshold:
+        if flat >= s.graphic_flat_fraction and not lines:
+            _set(a, Category.other, "graphic", RULE_CONFIDENCE["graphic"], "大面积纯色无文字的图形")
+            return
+        if best_mass >= s.label_mass_threshold and float(tops[best]) >= s.label_min_top_probability:
             category = VOTING_CATEGORIES[best]
             # Map mass in [threshold, 1] linearly onto [floor, cap].
             span = (best_mass - s.label_mass_threshold) / (1.0 - s.label_mass_threshold)

@@ -26,6 +26,11 @@ class LocalSettings(BaseSettings):
     # Label mass that beats a face smaller than ``portrait_face_fraction`` (a cat in someone's
     # arms, a dish with diners behind it).
     label_override_mass: float = Field(default=0.6, ge=0, le=1)
+    # The winning category also needs one class this likely: mass spread thinly over the
+    # 118 dog breeds (a lawn, a texture) is noise, not a dog.
+    label_min_top_probability: float = Field(default=0.08, ge=0, le=1)
+    # Mostly perfectly flat pixels and no text: clip art, a logo, a silhouette (not a photo).
+    graphic_flat_fraction: float = Field(default=0.6, ge=0, le=1)
 
     # Faces (MTCNN)
     face_max_side: int = Field(default=640, ge=64)
