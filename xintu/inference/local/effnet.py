@@ -23,7 +23,8 @@ OPSET = 17
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 INPUT_SIZE = 224
-MODEL_FILENAME = "efficientnet_lite0.onnx"
+# Bump the suffix whenever the graph changes, so a data dir never serves a stale build.
+MODEL_FILENAME = "efficientnet_lite0-v1.onnx"
 # The TF release trained with this epsilon; PyTorch ports keep it.
 _BN_EPSILON = 1e-3
 # First block index of each stage that downsamples (EfficientNet-B0/Lite0 block args).
@@ -132,8 +133,13 @@ def build_onnx_bytes(weights_path: Path) -> bytes:
     for index in range(block_count):
         prefix = f"_blocks.{index}"
         block_input = x
-        in_channels = int(weights[f"{prefix}._depthwise_conv.weight"].shape[0])
-        if f"{prefix}._expand_conv.weight" in weights:
+        expand = f"{prefix}._expand_conv.weight"
+        depthwise = weights[f"{prefix}._depthwise_conv.weight"]
+        # Blocks with expansion ratio 1 have no expand conv: their input feeds the depthwise.
+        in_channels = (
+            int(weights[expand].shape[1]) if expand in weights else int(depthwise.shape[0])
+        )
+        if expand in weights:
             x = g.conv_bn(x, weights, f"{prefix}._expand_conv", f"{prefix}._bn0")
         stride = 2 if index in _STRIDE_TWO_BLOCKS else 1
         x = g.conv_bn(
@@ -142,16 +148,11 @@ def build_onnx_bytes(weights_path: Path) -> bytes:
             f"{prefix}._depthwise_conv",
             f"{prefix}._bn1",
             stride=stride,
-            group=in_channels,
+            group=int(depthwise.shape[0]),
         )
         x = g.conv_bn(x, weights, f"{prefix}._project_conv", f"{prefix}._bn2", relu6=False)
-        block_in_channels = int(
-            weights.get(
-                f"{prefix}._expand_conv.weight", weights[f"{prefix}._depthwise_conv.weight"]
-            ).shape[1 if f"{prefix}._expand_conv.weight" in weights else 0]
-        )
         out_channels = int(weights[f"{prefix}._project_conv.weight"].shape[0])
-        if stride == 1 and block_in_channels == out_channels:
+        if stride == 1 and in_channels == out_channels:
             added = g.name("skip")
             g.nodes.append(helper.make_node("Add", [x, block_input], [added], name=added))
             x = added
