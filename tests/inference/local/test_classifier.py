@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from xintu.inference.local import classifier as classifier_module
         ("idcard/idcard_front_1.jpg", Category.idcard, "idcard:gb11643"),
         ("idcard/passport_1.jpg", Category.idcard, "idcard:mrz"),
         ("other/rocket.jpg", Category.other, "fallback"),
+        ("other/grass.jpg", Category.other, "fallback"),
+        ("other/horse.jpg", Category.other, "graphic"),
     ],
 )
 async def test_classifies_evaluation_images(
@@ -51,6 +54,7 @@ async def test_classifies_evaluation_images(
     assert details["rule"] == rule
     assert {"faces", "ocr", "labels", "rule"} <= details.keys()
     assert all({"label", "probability"} == set(item) for item in details["labels"])
+    json.dumps(details)  # goes straight into a JSON response
 
 
 async def test_details_carry_the_evidence(
