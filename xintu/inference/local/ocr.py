@@ -56,7 +56,7 @@ class TextReader:
         # time, with a line of text drawn by OpenCV's built-in font.
         warm_up = np.full((96, 480, 3), 255, dtype=np.uint8)
         cv2.putText(warm_up, "XINTU 12:34", (16, 64), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (0, 0, 0), 3)
-        self.read(cv2.cvtColor(warm_up, cv2.COLOR_BGR2RGB))
+        self.read(warm_up)  # black on white: channel order does not matter
 
     def read(self, rgb: npt.NDArray[np.uint8]) -> list[TextLine]:
         """Text lines, top to bottom, with boxes as fractions of the image size."""
