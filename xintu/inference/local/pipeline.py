@@ -159,7 +159,7 @@ class LocalPipeline:
         """Confident faces at least the minimum size, and the analysed image's scale."""
         small = _fit(rgb, self.settings.face_max_side)
         pixels = np.asarray(small, dtype=np.uint8)
-        min_face = self.settings.face_min_fraction * min(small.size)
+        min_face = self.settings.crowd_face_min_fraction * min(small.size)
         faces = self._faces.detect(pixels, min_face)
         kept = [
             f
@@ -193,11 +193,15 @@ class LocalPipeline:
         faces, face_scale = self.detect_faces(rgb)
         timings["faces"] = _ms(t)
         largest = max((min(f.width, f.height) for f in faces), default=0.0)
-        main_faces = [
-            f for f in faces if min(f.width, f.height) >= s.face_bystander_ratio * largest
-        ]
+        similar = [f for f in faces if min(f.width, f.height) >= s.face_bystander_ratio * largest]
         short_side = min(rgb.size) / face_scale if faces else min(rgb.size)
         largest_fraction = largest / short_side if faces else 0.0
+        # People count when someone is big enough to be a subject, or as a crowd of
+        # several similar small faces; a lone small face is a passer-by.
+        if largest_fraction >= s.face_min_fraction or len(similar) >= s.crowd_min_faces:
+            main_faces = similar
+        else:
+            main_faces = []
 
         screen_size = rules.is_device_resolution(width, height)
         screen_prior = not has_camera_exif and (image_format == "png" or screen_size)
@@ -305,7 +309,13 @@ class LocalPipeline:
             return
         best = int(np.argmax(masses))
         best_mass = float(masses[best])
-        if best_mass >= s.label_override_mass and largest_fraction < s.portrait_face_fraction:
+        # One small face loses to a clear subject (a cat in someone's arms, a dish with a
+        # diner behind it); a group in front of a landmark stays a group.
+        if (
+            len(main_faces) == 1
+            and best_mass >= s.label_override_mass
+            and largest_fraction < s.portrait_face_fraction
+        ):
             main_faces, faces = [], []
         if len(main_faces) >= 2:
             # More faces of similar size make a group more certain; bystanders less so.

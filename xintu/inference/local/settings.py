@@ -23,8 +23,8 @@ class LocalSettings(BaseSettings):
     top_labels: int = Field(default=5, ge=1)
     label_mass_threshold: float = Field(default=0.25, ge=0, le=1)
     label_confidence_floor: float = Field(default=0.45, ge=0, le=1)
-    # Label mass that beats a face smaller than ``portrait_face_fraction`` (a cat in someone's
-    # arms, a dish with diners behind it).
+    # Label mass that beats a single face smaller than ``portrait_face_fraction`` (a cat in
+    # someone's arms, a dish with a diner behind it).
     label_override_mass: float = Field(default=0.6, ge=0, le=1)
     # The winning category also needs one class this likely: mass spread thinly over the
     # 118 dog breeds (a lawn, a texture) is noise, not a dog.
@@ -36,6 +36,10 @@ class LocalSettings(BaseSettings):
     face_max_side: int = Field(default=640, ge=64)
     face_confidence: float = Field(default=0.97, ge=0, le=1)
     face_min_fraction: float = Field(default=0.06, gt=0, le=1)
+    # Smaller faces are detected too, but count only as a crowd of similar faces (a big
+    # group photo), never as one person.
+    crowd_face_min_fraction: float = Field(default=0.04, gt=0, le=1)
+    crowd_min_faces: int = Field(default=3, ge=2)
     face_bystander_ratio: float = Field(default=0.45, gt=0, le=1)
     mtcnn_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     mtcnn_scale_factor: float = Field(default=0.709, gt=0.3, lt=0.95)
