@@ -178,6 +178,16 @@ def compose_groups(sklearn_images: Path | None) -> None:
                 canvas.paste(p, (x, 40 + rng.randint(-15, 15)))
             x += p.width + gap
         save_photo(canvas, "social_activities", f"group_{count}_{style}_{index}")
+    if backdrop is not None:
+        # A tour group in front of a landmark: nine small people, faces ~5 % of the height.
+        scene = backdrop.resize((1600, 1200))
+        x = 20
+        for k in range(9):
+            person = people[k % len(people)]
+            person = person.resize((int(person.width * 200 / person.height), 200))
+            scene.paste(person, (x, 700 + (k % 2) * 60))
+            x += person.width + 15
+        save_photo(scene, "social_activities", "group_crowd_landmark")
 
 
 # -- ID documents ------------------------------------------------------------------------------

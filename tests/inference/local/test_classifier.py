@@ -26,6 +26,7 @@ from xintu.inference.local import classifier as classifier_module
         ("travel_scenery/china.jpg", Category.travel_scenery, "labels"),
         ("single_person/grace_hopper.jpg", Category.single_person, "faces:single"),
         ("social_activities/group_4_scene_6.jpg", Category.social_activities, "faces:group"),
+        ("social_activities/group_crowd_landmark.jpg", Category.social_activities, "faces:group"),
         ("screenshot/phone_chat_1080x2340.png", Category.screenshot, "screenshot:clock"),
         ("screenshot/desktop_docs_1366x768.png", Category.screenshot, "screenshot:ui_words"),
         ("idcard/idcard_front_1.jpg", Category.idcard, "idcard:gb11643"),
