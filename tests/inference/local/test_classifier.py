@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -82,6 +83,7 @@ UNUSUAL_IMAGES = {
     "strip": (Image.new("RGB", (3000, 40), "white"), "JPEG"),
     "cmyk": (Image.new("CMYK", (120, 90), (0, 50, 50, 0)), "JPEG"),
     "gif": (Image.new("P", (64, 64)), "GIF"),
+    "16-bit": (Image.fromarray((np.arange(4096).reshape(64, 64) * 16).astype(np.uint16)), "PNG"),
 }
 
 
@@ -91,6 +93,17 @@ async def test_unusual_images_get_an_answer(classifier: LocalClassifier, name: s
     data = _encode(image, image_format)
     prediction = await classifier.classify(prepare_image(data, max_pixels=40_000_000))
     assert prediction.category in set(Category)
+
+
+async def test_large_upload_is_downscaled_before_work(
+    classifier: LocalClassifier, eval_image: Callable[[str], Path]
+) -> None:
+    big = Image.open(eval_image("single_person/grace_hopper.jpg")).resize((4000, 4600))
+    image = prepare_image(_encode(big, "JPEG", quality=80), max_pixels=40_000_000)
+    prediction = await classifier.classify(image)
+    assert prediction.category == Category.single_person
+    assert prediction.details is not None
+    assert prediction.details["timings_ms"]["prepare"] < 1000
 
 
 async def test_exif_orientation_is_applied(

@@ -88,17 +88,34 @@ def _session_options(threads: int) -> ort.SessionOptions:
     return options
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Upright RGB: EXIF orientation applied, transparency flattened on white."""
-    upright = ImageOps.exif_transpose(image) or image
-    if upright.mode in ("RGBA", "LA", "PA") or (
-        upright.mode == "P" and "transparency" in upright.info
-    ):
-        rgba = upright.convert("RGBA")
+# Modes Pillow resizes with a real filter; others are converted first.
+_RESIZABLE_MODES = frozenset({"RGB", "RGBA", "L", "LA", "I", "F"})
+
+
+def to_rgb(image: Image.Image, max_side: int) -> Image.Image:
+    """Upright RGB at most ``max_side``: EXIF orientation applied, alpha flattened on white."""
+    work = image
+    if work.mode.startswith("I;16"):
+        work = work.convert("I")
+    if work.mode not in _RESIZABLE_MODES:
+        has_alpha = work.mode in ("PA", "RGBa", "La") or "transparency" in work.info
+        work = work.convert("RGBA" if has_alpha else "RGB")
+    # Downscale before anything else: on a 40 MP upload, rotating or converting first
+    # costs seconds; the resized copy keeps ``info`` and so the EXIF orientation.
+    work = _fit(work, max_side)
+    work = ImageOps.exif_transpose(work) or work
+    if work.mode in ("RGBA", "LA"):
+        rgba = work.convert("RGBA")
         canvas = Image.new("RGB", rgba.size, (255, 255, 255))
         canvas.paste(rgba, mask=rgba.getchannel("A"))
         return canvas
-    return upright.convert("RGB")
+    if work.mode in ("I", "F"):
+        # 16/32-bit greyscale: scale to 8 bits by its own range instead of clipping.
+        pixels = np.asarray(work, dtype=np.float32)
+        low, high = float(pixels.min()), float(pixels.max())
+        scaled = (pixels - low) * (255.0 / (high - low)) if high > low else pixels * 0
+        work = Image.fromarray(scaled.astype(np.uint8))
+    return work.convert("RGB")
 
 
 def _fit(image: Image.Image, max_side: int) -> Image.Image:
@@ -175,7 +192,7 @@ class LocalPipeline:
         s = self.settings
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        rgb = _fit(to_rgb(image), max(s.ocr_max_side, s.face_max_side))
+        rgb = to_rgb(image, max(s.ocr_max_side, s.face_max_side))
         width, height = image.size
         gray = np.asarray(_fit(rgb, s.analysis_side).convert("L"), dtype=np.uint8)
         flat = flat_fraction(gray, s.flat_block, s.flat_tolerance)
