@@ -44,6 +44,23 @@ RULE_CONFIDENCE: dict[str, float] = {
     "graphic": 0.6,
     "fallback": 0.6,
 }
+# Why an OCR rule fired, for the Chinese description.
+_REASONS: dict[str, str] = {
+    "idcard:gb11643": "识别到校验位正确的身份证号码",
+    "idcard:mrz": "识别到护照机读码",
+    "idcard:keyword": "识别到证件名称和栏目",
+    "idcard:keywords": "识别到多个证件栏目",
+    "screenshot:clock": "顶部有状态栏时间",
+    "screenshot:ui_words": "识别到应用界面文字",
+    "screenshot:text_over_flat": "纯色背景上有多行文字",
+    "screenshot:resolution": "尺寸与屏幕分辨率一致",
+}
+# What the label vote saw, for the Chinese description.
+_SUBJECTS: dict[Category, str] = {
+    Category.pets: "猫狗等宠物",
+    Category.foods: "食物饮品",
+    Category.travel_scenery: "风景与建筑",
+}
 # Effnet preprocessing of the TensorFlow Lite release: shorter side 256, centre 224.
 _RESIZE_SHORT = 256
 _MEAN = 127.0
@@ -313,7 +330,7 @@ class LocalPipeline:
         if id_rule is not None and (
             id_rule in ("idcard:gb11643", "idcard:mrz") or screenshot_rule != "screenshot:clock"
         ):
-            _set(a, Category.idcard, id_rule, RULE_CONFIDENCE[id_rule], "识别到证件文字")
+            _set(a, Category.idcard, id_rule, RULE_CONFIDENCE[id_rule], _REASONS[id_rule])
             return
         if screenshot_rule is not None:
             _set(
@@ -321,7 +338,7 @@ class LocalPipeline:
                 Category.screenshot,
                 screenshot_rule,
                 RULE_CONFIDENCE[screenshot_rule],
-                f"识别到{len(lines)}行界面文字",
+                f"{_REASONS[screenshot_rule]}（{len(lines)}行文字）",
             )
             return
         best = int(np.argmax(masses))
@@ -362,8 +379,8 @@ class LocalPipeline:
             span = (best_mass - s.label_mass_threshold) / (1.0 - s.label_mass_threshold)
             floor = s.label_confidence_floor
             confidence = floor + (RULE_CONFIDENCE["labels"] - floor) * min(1.0, span)
-            top = a.labels[0]["label"] if a.labels else ""
-            _set(a, category, "labels", confidence, f"画面主体像{top}")
+            subject = _SUBJECTS[category]
+            _set(a, category, "labels", confidence, f"图像内容以{subject}为主（{best_mass:.0%}）")
             return
         confidence = min(RULE_CONFIDENCE["fallback"], max(0.3, 1.0 - best_mass * 2))
         _set(a, Category.other, "fallback", confidence, "未识别到明确主体")
