@@ -104,6 +104,11 @@ async def test_large_upload_is_downscaled_before_work(
     assert prediction.category == Category.single_person
     assert prediction.details is not None
     assert prediction.details["timings_ms"]["prepare"] < 1000
+    (face,) = prediction.details["faces"]
+    x, y, w, h = face["box"]
+    assert 0 <= x < x + w <= 4000  # pixels of the original upload
+    assert 0 <= y < y + h <= 4600
+    assert w > 400
 
 
 async def test_exif_orientation_is_applied(

@@ -135,6 +135,13 @@ def to_rgb(image: Image.Image, max_side: int) -> Image.Image:
     return work.convert("RGB")
 
 
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except (ValueError, TypeError, OSError):  # broken EXIF is common and harmless here
+        return 1
+
+
 def _fit(image: Image.Image, max_side: int) -> Image.Image:
     if max(image.size) <= max_side:
         return image
@@ -229,6 +236,9 @@ class LocalPipeline:
         largest = max((min(f.width, f.height) for f in faces), default=0.0)
         similar = [f for f in faces if min(f.width, f.height) >= s.face_bystander_ratio * largest]
         short_side = min(rgb.size) / face_scale if faces else min(rgb.size)
+        # Boxes are reported in pixels of the upright original (EXIF 5-8 swap the axes).
+        swapped = _orientation(image) in (5, 6, 7, 8)
+        box_scale = face_scale * (height if swapped else width) / rgb.width
         largest_fraction = largest / short_side if faces else 0.0
         # People count when someone is big enough to be a subject, or as a crowd of
         # several similar small faces; a lone small face is a passer-by.
@@ -277,7 +287,7 @@ class LocalPipeline:
             description="",
             faces=[
                 {
-                    "box": [round(v * face_scale) for v in (f.x, f.y, f.width, f.height)],
+                    "box": [round(v * box_scale) for v in (f.x, f.y, f.width, f.height)],
                     "confidence": round(f.confidence, 4),
                     "bystander": f not in main_faces,
                 }
