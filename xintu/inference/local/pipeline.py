@@ -185,12 +185,17 @@ class LocalPipeline:
 
     def label_probabilities(self, rgb: Image.Image) -> Array:
         """ImageNet-1k probabilities of EfficientNet-Lite0 for an RGB image."""
-        scale = _RESIZE_SHORT / min(rgb.size)
-        size = (max(224, round(rgb.width * scale)), max(224, round(rgb.height * scale)))
-        resized = rgb.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
-        left = (resized.width - effnet.INPUT_SIZE) // 2
-        top = (resized.height - effnet.INPUT_SIZE) // 2
-        crop = resized.crop((left, top, left + effnet.INPUT_SIZE, top + effnet.INPUT_SIZE))
+        # "Shorter side to 256, centre 224" done as crop-then-resize, which is the same
+        # region but never blows a thin strip up to a huge intermediate image.
+        side = min(rgb.size) * effnet.INPUT_SIZE / _RESIZE_SHORT
+        left = (rgb.width - side) / 2
+        top = (rgb.height - side) / 2
+        crop = rgb.resize(
+            (effnet.INPUT_SIZE, effnet.INPUT_SIZE),
+            Image.Resampling.BICUBIC,
+            box=(left, top, left + side, top + side),
+            reducing_gap=3.0,
+        )
         pixels = (np.asarray(crop, dtype=np.float32) - _MEAN) / _SCALE
         batch = pixels.transpose(2, 0, 1)[None]
         output = self._effnet.run(None, {effnet.INPUT_NAME: batch})[0]
