@@ -7,6 +7,10 @@ scikit-learn (public domain / CC0 / CC BY 2.0), deterministic crops and edits of
 them, group pictures composed from those portraits, screenshots rendered from
 local HTML with headless Chromium, and ID-document specimens drawn with Pillow
 and Noto CJK. Run: python bench/make_eval_images.py [--sklearn-images DIR]
+
+Needs (not project dependencies): scikit-image and matplotlib for their bundled
+photos, scikit-learn's china.jpg/flower.jpg (installed, or a folder holding
+them), Debian's chromium and fonts-noto-cjk. Output is deterministic.
 """
 
 from __future__ import annotations
