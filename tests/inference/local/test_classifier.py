@@ -71,6 +71,16 @@ async def test_details_carry_the_evidence(
     assert all(len(face["box"]) == 4 for face in group.details["faces"])
 
 
+async def test_phone_screenshot_needs_only_its_status_bar_read(
+    classifier: LocalClassifier, prepared: Callable[[str], PreparedImage]
+) -> None:
+    prediction = await classifier.classify(prepared("screenshot/phone_settings_750x1334.png"))
+    assert prediction.category == Category.screenshot
+    assert prediction.details is not None
+    assert prediction.details["signals"]["ocr_scope"] == "status_bar"
+    assert any(":" in text for text in prediction.details["ocr"])
+
+
 def _encode(image: Image.Image, image_format: str, **params: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, image_format, **params)
