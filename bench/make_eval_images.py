@@ -340,6 +340,33 @@ def make_idcards() -> None:
     save_photo(on_table(passport(astronaut, "LI", "NA"), rng, 3.0), "idcard", "passport_table")
     save_photo(driving_licence(rng, camera), "idcard", "driving_licence")
     save_photo(on_table(driving_licence(rng, grace), rng, -3.0), "idcard", "driving_licence_table")
+    save_photo(english_id_card(astronaut), "idcard", "identity_card_english")
+
+
+def english_id_card(portrait: Image.Image) -> Image.Image:
+    """An English-only identity card (no Chinese words, no GB 11643 number)."""
+    card = Image.new("RGB", (856, 540), (222, 232, 240))
+    d = ImageDraw.Draw(card)
+    d.rectangle((0, 0, 856, 70), fill=(40, 70, 120))
+    d.text(
+        (30, 14),
+        "REPUBLIC OF EXAMPLE  IDENTITY CARD",
+        font=font(FONT_CJK_BOLD, 32),
+        fill=(255, 255, 255),
+    )
+    rows = [
+        ("Surname", "TAYLOR"),
+        ("Given names", "ALEX JORDAN"),
+        ("Sex", "F"),
+        ("Date of birth", "14 FEB 1991"),
+        ("Date of expiry", "13 FEB 2031"),
+        ("Card No.", "X1234567"),
+    ]
+    for k, (key, val) in enumerate(rows):
+        d.text((40, 95 + k * 70), key, font=font(FONT_CJK, 20), fill=(70, 80, 100))
+        d.text((40, 118 + k * 70), val, font=font(FONT_CJK_BOLD, 28), fill=(10, 10, 10))
+    card.paste(ImageOps.fit(portrait, (220, 280)), (600, 110))
+    return card
 
 
 # -- screenshots ------------------------------------------------------------------------------
@@ -437,6 +464,19 @@ DESKTOP_PAGE = """<html><body style="margin:0;font-family:'Noto Sans CJK SC',san
 <div style="padding:24px 40px;max-width:900px"><h1>{title}</h1>{body}</div></div></body></html>"""
 
 
+ENGLISH_PAGE = (
+    """<html><body style="margin:0;font-family:sans-serif">
+<div style="background:#f1f3f4;padding:10px 20px;border-bottom:1px solid #ccc">◀ ▶ ⟳ &nbsp; https://mail.example.org/inbox</div>
+<div style="display:flex"><div style="width:220px;padding:16px;line-height:2.2">Compose<br>Inbox (12)<br>Starred<br>Sent<br>Drafts<br>Spam<br>Settings</div>
+<div style="flex:1;padding:16px">"""
+    + "".join(
+        f"<div style='border-bottom:1px solid #eee;padding:10px;font-size:15px'><b>Sender {k}</b> &nbsp; Meeting notes for week {k} - please review before Friday <span style='float:right'>{9 + k % 8}:{10 + k * 3 % 50}</span></div>"
+        for k in range(14)
+    )
+    + """</div></div></body></html>"""
+)
+
+
 def desktop_html(title: str) -> str:
     nav = "".join(
         f"<p>{n}</p>"
@@ -511,6 +551,10 @@ def make_screenshots(chromium: str) -> None:
     # A screenshot shared through a chat app: re-encoded as JPEG and shrunk.
     shared = Image.open(out / "phone_feed_720x1600.png").convert("RGB")
     save_photo(shared, "screenshot", "shared_feed_jpeg")
+    # Dark mode: the same settings screen with inverted colours.
+    light = Image.open(out / "phone_settings_750x1334.png").convert("RGB")
+    ImageOps.invert(light).save(out / "phone_settings_dark_750x1334.png", "PNG", optimize=True)
+    render(chromium, ENGLISH_PAGE, 1440, 900, 1, out / "desktop_english_1440x900.png")
     shared = Image.open(out / "desktop_faq_1280x800.png").convert("RGB")
     save_photo(shared, "screenshot", "shared_desktop_jpeg")
 
