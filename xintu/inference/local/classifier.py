@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xintu.inference.base import ClassifierError, Prediction, PreparedImage
+from xintu.inference.local.files import missing_files
 from xintu.inference.local.settings import LocalSettings
 
 if TYPE_CHECKING:
@@ -56,29 +57,17 @@ class LocalClassifier:
         self._executor = ThreadPoolExecutor(
             max_workers=self.settings.max_concurrency, thread_name_prefix="xintu-local"
         )
+        self._available: bool | None = None
         self._in_flight = 0
         self.peak_in_flight = 0
 
     @property
     def available(self) -> bool:
         """Whether the packages import and the model files are present (no loading)."""
-        if missing_modules():
-            return False
-        from xintu.inference.local.effnet import source_weights_path
-        from xintu.inference.local.ocr import rapidocr_models_dir
-        from xintu.inference.local.pipeline import MTCNN_DIR, MTCNN_FILES
-
-        try:
-            weights = source_weights_path()
-        except (ImportError, OSError):
-            return False
-        ocr_dir = rapidocr_models_dir()
-        return (
-            weights.is_file()
-            and all((MTCNN_DIR / name).is_file() for name in MTCNN_FILES)
-            and ocr_dir is not None
-            and ocr_dir.is_dir()
-        )
+        # Cheap (no heavy imports, a few stat calls) and cached: /health asks often.
+        if self._available is None:
+            self._available = not missing_modules() and not missing_files()
+        return self._available
 
     @property
     def loaded(self) -> bool:
@@ -93,9 +82,8 @@ class LocalClassifier:
             if self._pipeline is not None:
                 return
             if not self.available:
-                raise ClassifierError(
-                    "local models unavailable: missing " + (", ".join(missing_modules()) or "files")
-                )
+                missing = missing_modules() + missing_files()
+                raise ClassifierError("local models unavailable: missing " + ", ".join(missing))
             loop = asyncio.get_running_loop()
             try:
                 self._pipeline = await loop.run_in_executor(

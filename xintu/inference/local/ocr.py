@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from importlib import util
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -12,18 +10,8 @@ import numpy as np
 import numpy.typing as npt
 from rapidocr.utils.output import RapidOCROutput
 
+from xintu.inference.local.files import OCR_MODELS, rapidocr_models_dir
 from xintu.inference.local.rules import TextLine
-
-_DET_MODEL = "PP-OCRv6_det_small.onnx"
-_REC_MODEL = "PP-OCRv6_rec_small.onnx"
-
-
-def rapidocr_models_dir() -> Path | None:
-    """The ``models`` folder of the installed rapidocr wheel, found without importing it."""
-    spec = util.find_spec("rapidocr")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
 class TextReader:
@@ -42,10 +30,10 @@ class TextReader:
             "Global.use_cls": False,
             "Global.max_side_len": max_side,
             "Global.text_score": min_score,
-            "Det.model_path": str(models / _DET_MODEL),
+            "Det.model_path": str(models / OCR_MODELS[0]),
             "Det.limit_side_len": max_side,
             "Det.limit_type": "max",
-            "Rec.model_path": str(models / _REC_MODEL),
+            "Rec.model_path": str(models / OCR_MODELS[1]),
             "EngineConfig.onnxruntime.intra_op_num_threads": threads,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
         }

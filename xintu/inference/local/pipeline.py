@@ -15,6 +15,7 @@ from PIL import Image, ImageOps
 from xintu.categories import CATEGORY_NAMES, Category
 from xintu.inference.local import effnet, rules
 from xintu.inference.local.faces import Face, FaceDetector
+from xintu.inference.local.files import MTCNN_DIR
 from xintu.inference.local.labels import (
     DOCUMENT_CLASSES,
     VOTING_CATEGORIES,
@@ -23,9 +24,6 @@ from xintu.inference.local.labels import (
 )
 from xintu.inference.local.ocr import TextReader
 from xintu.inference.local.settings import LocalSettings
-
-MTCNN_DIR = Path(__file__).parent / "assets" / "mtcnn"
-MTCNN_FILES = ("pnet.onnx", "rnet.onnx", "onet.onnx")
 
 # How often each rule was right on the evaluation set (bench/local_accuracy.py);
 # these are the starting confidences, adjusted by the strength of the evidence.
