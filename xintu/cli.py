@@ -9,10 +9,12 @@ from pathlib import Path
 import typer
 
 from xintu.config import get_settings
+from xintu.inference.local.cli import app as models_app
 
 app = typer.Typer(help="XinTu Album backend", no_args_is_help=True)
 cache_app = typer.Typer(help="The global classification cache", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
+app.add_typer(models_app, name="models")
 billing_app = typer.Typer(help="Orders and payments", no_args_is_help=True)
 app.add_typer(billing_app, name="billing")
 

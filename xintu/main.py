@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -31,8 +30,9 @@ from xintu.edit.tasks import start_edit_runtime
 from xintu.errors import error_body, install_error_handlers
 from xintu.geo.api import router as geo_router
 from xintu.health.api import router as health_router
-from xintu.inference.base import Classifier
+from xintu.inference.base import Classifier, ClassifierError
 from xintu.inference.hybrid import CircuitBreaker, HybridClassifier, ProviderSlot
+from xintu.inference.local import LocalClassifier
 from xintu.inference.remote import RemoteClassifier, create_http_session, provider_configs
 from xintu.logging import configure_logging, request_id_var
 from xintu.ratelimit import RateLimiter
@@ -82,16 +82,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def build_local_classifier(settings: Settings) -> Classifier | None:
-    """The offline pipeline when it is installed and enabled, else None."""
+    """The offline pipeline unless disabled (its models load lazily, or at start-up when
+    ``XINTU_LOCAL_PRELOAD`` is set)."""
     if not settings.local_model_enabled:
         return None
-    try:
-        module = importlib.import_module("xintu.inference.local")
-    except ImportError as exc:
-        logger.warning("local classifier unavailable: {}", exc)
-        return None
-    local: Classifier = module.LocalClassifier(settings.data_dir)
-    return local
+    return LocalClassifier(settings.data_dir)
 
 
 async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:
@@ -116,9 +111,15 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
         )
         for config in provider_configs(settings)
     ]
-    classifier = HybridClassifier(
-        settings.inference_mode, slots, app.state.local_classifier_factory(settings)
-    )
+    local = app.state.local_classifier_factory(settings)
+    if isinstance(local, LocalClassifier):
+        stack.callback(local.close)
+        if local.settings.preload:
+            try:
+                await local.load()
+            except ClassifierError as exc:
+                logger.warning("local classifier not loaded: {}", exc)
+    classifier = HybridClassifier(settings.inference_mode, slots, local)
     app.state.classifier = classifier
 
     cache = ClassificationCache(
