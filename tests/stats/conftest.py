@@ -11,9 +11,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import insert
 
+from xintu.categories import Category
 from xintu.config import Settings
 from xintu.inference.base import Classifier, Prediction, PreparedImage
-from xintu.categories import Category
 from xintu.models import RequestLog
 
 ADMIN = {"admin_username": "root", "admin_password": "correct horse battery"}

@@ -59,9 +59,7 @@ async def stats(
     return body["data"]  # type: ignore[no-any-return]
 
 
-async def play_script(
-    app: FastAPI, client: httpx.AsyncClient, fake_llm: FakeLLM
-) -> tuple[bytes, bytes]:
+async def play_script(client: httpx.AsyncClient, fake_llm: FakeLLM) -> tuple[bytes, bytes]:
     """Misses, uploads, hits, a local fallback and a failure from two callers."""
     image_a = make_image(Category.foods, seed=11, size=(320, 240))
     image_b = make_image(Category.pets, seed=12)
@@ -96,7 +94,7 @@ async def test_statistics_equal_a_scripted_mix_of_requests(
     settings = llm_settings(fake_llm, **ADMIN)
     async with make_client(database_url=database_url, **settings) as (app, client):
         headers = await admin_headers(client)
-        image_a, _ = await play_script(app, client, fake_llm)
+        image_a, _ = await play_script(client, fake_llm)
 
         today = await stats(app, client, "today", headers)
         assert today | {"avg_processing_ms": 0, "p95_processing_ms": 0} == {
@@ -219,7 +217,9 @@ async def test_days_follow_the_configured_time_zone_around_midnight(
             [
                 # Today in Shanghai although yesterday in UTC (16:00 UTC the day before).
                 log_row(midnight),
-                log_row(midnight + timedelta(minutes=30), from_cache=True, inference_method="cache"),
+                log_row(
+                    midnight + timedelta(minutes=30), from_cache=True, inference_method="cache"
+                ),
                 # Yesterday, by one microsecond and by one day less one microsecond.
                 log_row(midnight - one_us, from_cache=True, inference_method="cache"),
                 log_row(midnight - timedelta(days=1)),
@@ -237,7 +237,12 @@ async def test_days_follow_the_configured_time_zone_around_midnight(
         yesterday = (local_today - timedelta(days=1)).isoformat()
         assert efficiency["daily"] == [
             {"date": yesterday, "total_requests": 2, "cache_hits": 1, "hit_rate": 0.5},
-            {"date": local_today.isoformat(), "total_requests": 2, "cache_hits": 1, "hit_rate": 0.5},
+            {
+                "date": local_today.isoformat(),
+                "total_requests": 2,
+                "cache_hits": 1,
+                "hit_rate": 0.5,
+            },
         ]
         assert efficiency["total_requests"] == 4
         three = await stats(app, client, "cache-efficiency?days=3", headers)

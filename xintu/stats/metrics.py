@@ -17,7 +17,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
-from starlette.routing import Match
 
 from xintu.inference.hybrid import CircuitState, HybridClassifier
 
@@ -107,12 +106,12 @@ class Metrics:
 
 
 def _route_template(request: Request) -> str:
-    """The matched route's path template (bounded label values), not the raw URL."""
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", "other"))
-    return "unmatched"
+    """The matched route's path template (bounded label values), not the raw URL; the
+    router leaves the matched route in the scope."""
+    # FastAPI keeps the full template of a route of a nested router in its own context.
+    context = (request.scope.get("fastapi") or {}).get("effective_route_context")
+    path = getattr(context, "path", None) or getattr(request.scope.get("route"), "path", None)
+    return str(path) if path else "unmatched"
 
 
 def install_metrics(app: FastAPI) -> Metrics:
