@@ -129,7 +129,9 @@ function renderTiles(today) {
 
 // Vertical paired bars: one series drawn behind (e.g. total), one in front.
 function barChart(container, points, { back, front, backClass, frontClass, label, max }) {
-  const width = 640, height = 220, left = 34, bottom = 26, top = 18;
+  // One SVG unit per CSS pixel, so that labels keep their size on any screen.
+  const width = Math.max(280, Math.round(container.clientWidth || 640));
+  const height = width < 480 ? 180 : 220, left = 46, bottom = 26, top = 20;
   const plotW = width - left - 6, plotH = height - top - bottom;
   const top_ = max ?? Math.max(1e-9, ...points.map((p) => Math.max(back(p), front(p))));
   const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
@@ -140,7 +142,7 @@ function barChart(container, points, { back, front, backClass, frontClass, label
   }
   const step = plotW / Math.max(points.length, 1);
   const barW = Math.max(3, Math.min(38, step * 0.62));
-  const labelEvery = Math.ceil(points.length / 10);
+  const labelEvery = Math.ceil(points.length / Math.max(2, Math.floor(plotW / 48)));
   points.forEach((point, i) => {
     const x = left + step * i + (step - barW) / 2;
     const scale = (v) => (plotH * v) / top_;
@@ -152,7 +154,7 @@ function barChart(container, points, { back, front, backClass, frontClass, label
     if (i % labelEvery === 0) {
       chart.append(svg("text", { x: x + barW / 2, y: height - 8, "text-anchor": "middle" }, fmt.day(point.date)));
     }
-    if (points.length <= 14 && label.value) {
+    if (label.value && step >= 40) {
       chart.append(svg("text", {
         x: x + barW / 2, y: top + plotH - Math.max(hb, hf) - 5, "text-anchor": "middle", class: "value-label",
       }, label.value(point)));
@@ -248,6 +250,7 @@ function renderLatency(performance) {
   $("chart-latency").replaceChildren(el("div", { class: "hbars" }, methods.map((m) => {
     const fill = el("div", { class: "fill" });
     fill.style.width = `${(100 * m.p95_ms) / max}%`;
+    if (!m.count) fill.classList.add("zero");
     return el("div", { class: "hbar", "data-method": m.inference_method }, [
       el("span", { class: "name", text: m.inference_method }),
       el("div", { class: "track" }, [fill]),
@@ -302,4 +305,11 @@ document.addEventListener("DOMContentLoaded", () => {
   load();
   // Keep the numbers fresh while the page is open and visible.
   setInterval(() => { if (!document.hidden && token.get()) load(); }, 60000);
+});
+
+// Charts are drawn at the container's pixel width: redraw after the layout changes.
+let resizeTimer = 0;
+window.addEventListener("resize", () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => { if (document.body.dataset.loaded) load(); }, 250);
 });
