@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import socket
 import threading
@@ -56,7 +55,8 @@ def live_server(sqlite_url: str, tmp_path: Path) -> Iterator[str]:
     thread.start()
     deadline = datetime.now(UTC) + timedelta(seconds=20)
     while not server.started:
-        assert thread.is_alive() and datetime.now(UTC) < deadline, "server did not start"
+        assert thread.is_alive(), "server thread died"
+        assert datetime.now(UTC) < deadline, "server did not start"
         threading.Event().wait(0.02)
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
@@ -203,4 +203,3 @@ async def test_dashboard_logs_in_and_shows_the_api_numbers(
             await browser.close()
     assert outside == []
     assert errors == []
-    await asyncio.sleep(0)
