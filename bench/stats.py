@@ -114,14 +114,19 @@ async def seed_server(url: str, rows: list[tuple[Any, ...]]) -> None:
     await engine.dispose()
 
 
-async def prepare_database(backend: str, base_url: str | None) -> tuple[str, Any]:
+async def prepare_database(backend: str, base_url: str | None, reuse: bool) -> tuple[str, Any]:
     if backend == "sqlite":
-        directory = tempfile.mkdtemp(prefix="xintu-bench-")
+        directory = os.path.join(tempfile.gettempdir(), "xintu-bench")
+        os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, "bench.db")
+        if not reuse and os.path.exists(path):
+            os.remove(path)
         return f"sqlite+aiosqlite:///{path}", None
     assert base_url, "--url is required for server databases"
     url = make_url(base_url)
     name = "xintu_bench"
+    if reuse:
+        return url.set(database=name).render_as_string(hide_password=False), None
     admin = create_engine(base_url)
     async with admin.connect() as connection:
         connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
@@ -169,19 +174,21 @@ async def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--spread-days", type=int, default=90)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--reuse", action="store_true", help="time an already seeded database")
     args = parser.parse_args()
 
-    url, _ = await prepare_database(args.backend, args.url)
+    url, _ = await prepare_database(args.backend, args.url, args.reuse)
     await upgrade_to_head_async(url)
-    started = time.perf_counter()
-    rows = make_rows(args.rows, args.spread_days)
-    if args.backend == "sqlite":
-        seed_sqlite(make_url(url).database or "", rows)
-    else:
-        await seed_server(url, rows)
-    del rows
-    print(f"{args.backend}: seeded {args.rows:,} rows over {args.spread_days} days "
-          f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
+    if not args.reuse:
+        started = time.perf_counter()
+        rows = make_rows(args.rows, args.spread_days)
+        if args.backend == "sqlite":
+            seed_sqlite(make_url(url).database or "", rows)
+        else:
+            await seed_server(url, rows)
+        del rows
+        print(f"{args.backend}: seeded {args.rows:,} rows over {args.spread_days} days "
+              f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
     timings = await time_endpoints(url, args.repeats)
     print(f"{'endpoint':34} {'median ms':>10} {'max ms':>10}")
     for endpoint, values in timings.items():

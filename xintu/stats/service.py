@@ -24,9 +24,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ColumnElement,
+    LargeBinary,
     String,
     and_,
     case,
+    cast,
     func,
     literal,
     literal_column,
@@ -120,6 +122,14 @@ _is_check_hit = and_(_is_hit, _log.endpoint.in_(CHECK_CACHE_ENDPOINTS))
 # Constants are SQL literals, not bind parameters: PostgreSQL only matches a SELECT
 # expression to its GROUP BY twin when both are textually identical.
 _caller_key = func.coalesce(_log.user_id, literal_column("'ip:'", String) + _log.ip_address)
+
+
+def _hash_for_distinct(session: AsyncSession) -> ColumnElement[Any]:
+    """MariaDB/MySQL compare CHAR(64) utf8mb4 through its collation; the hex hash compares
+    the same as bytes, twice as fast."""
+    if session.get_bind().dialect.name in ("mysql", "mariadb"):
+        return cast(_log.image_hash, LargeBinary)
+    return _log.image_hash.expression
 
 
 def _ratio(part: float, whole: float) -> float:
@@ -293,7 +303,7 @@ async def category_distribution(
             select(
                 _log.category,
                 func.count().label("served"),
-                func.count(func.distinct(_log.image_hash)).label("images"),
+                func.count(func.distinct(_hash_for_distinct(session))).label("images"),
             )
             .where(in_window(window.start, window.end), _is_served, _log.category.is_not(None))
             .group_by(_log.category)
