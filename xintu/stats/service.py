@@ -382,15 +382,36 @@ async def top_users(
     return {"days": days, "users": users}
 
 
+@dataclass(slots=True)
+class _ModelCalls:
+    provider: str | None
+    model: str | None
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+
+
+@dataclass(slots=True)
+class _DayCosts:
+    calls: int = 0
+    cost: float = 0.0
+    hits: int = 0
+
+
 async def costs(
     session: AsyncSession, settings: Settings, days: int, now: datetime | None = None
 ) -> dict[str, Any]:
     """Remote calls, tokens and cost per provider and model, and the cost the cache avoided."""
     window = day_window(days, ZoneInfo(settings.timezone), _now(now))
     where = in_window(window.start, window.end)
-    calls = (
+    # One pass over the (inference_method, created_at, …) index for remote calls and hits.
+    bucket = day_bucket(window).label("bucket")
+    grouped = (
         await session.execute(
             select(
+                bucket,
+                _log.inference_method,
                 _log.provider,
                 _log.model,
                 func.count().label("calls"),
@@ -398,34 +419,29 @@ async def costs(
                 func.coalesce(func.sum(_log.output_tokens), 0).label("output_tokens"),
                 func.sum(_log.cost).label("cost"),
             )
-            .where(where, _is_remote)
-            .group_by(_log.provider, _log.model)
+            .where(where, _log.inference_method.in_(("remote", "cache")))
+            .group_by(bucket, _log.inference_method, _log.provider, _log.model)
         )
     ).all()
-    hits_by_model = {
-        model: int(count)
-        for model, count in (
-            await session.execute(
-                select(_log.model, func.count()).where(where, _is_cache_method).group_by(_log.model)
-            )
-        ).all()
-    }
-    bucket = day_bucket(window).label("bucket")
-    daily_rows = {
-        int(row.bucket): row
-        for row in (
-            await session.execute(
-                select(
-                    bucket,
-                    _count_if(_is_remote).label("calls"),
-                    func.sum(case((_is_remote, _log.cost))).label("cost"),
-                    _count_if(_is_cache_method).label("hits"),
-                )
-                .where(where, _log.inference_method.in_(("remote", "cache")))
-                .group_by(bucket)
-            )
-        ).all()
-    }
+    by_model: dict[tuple[str | None, str | None], _ModelCalls] = {}
+    hits_by_model: dict[str | None, int] = {}
+    daily_rows: dict[int, _DayCosts] = {}
+    for group in grouped:
+        day_costs = daily_rows.setdefault(int(group.bucket), _DayCosts())
+        if group.inference_method == "cache":
+            hits_by_model[group.model] = hits_by_model.get(group.model, 0) + int(group.calls)
+            day_costs.hits += int(group.calls)
+            continue
+        entry = by_model.setdefault(
+            (group.provider, group.model), _ModelCalls(group.provider, group.model)
+        )
+        entry.calls += int(group.calls)
+        entry.input_tokens += int(group.input_tokens)
+        entry.output_tokens += int(group.output_tokens)
+        entry.cost += float(group.cost or 0)
+        day_costs.calls += int(group.calls)
+        day_costs.cost += float(group.cost or 0)
+    calls = list(by_model.values())
 
     total_calls = sum(int(row.calls) for row in calls)
     total_cost = sum(float(row.cost or 0) for row in calls)
@@ -458,7 +474,7 @@ async def costs(
             "output_price_per_1k": entry.output if entry else None,
         }
 
-    items = []
+    items: list[dict[str, Any]] = []
     for index, row in enumerate(calls):
         hits = hits_by_model.get(row.model, 0) if owner.get(row.model) == index else 0
         items.append(
