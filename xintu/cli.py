@@ -17,6 +17,8 @@ app.add_typer(cache_app, name="cache")
 app.add_typer(models_app, name="models")
 billing_app = typer.Typer(help="Orders and payments", no_args_is_help=True)
 app.add_typer(billing_app, name="billing")
+admin_app = typer.Typer(help="Administrator accounts", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
 
 
 @app.command()
@@ -220,6 +222,63 @@ def billing_close_expired() -> None:
                 await database.dispose()
 
     typer.echo(f"closed {asyncio.run(run())} expired orders")
+
+
+@admin_app.command("create")
+def admin_create(
+    username: str = typer.Option(..., prompt=True, help="the admin's login name"),
+    password: str = typer.Option(
+        ..., prompt=True, hide_input=True, confirmation_prompt=True, help="at least 8 characters"
+    ),
+) -> None:
+    """Create an admin, or reset the password (and re-activate) an existing one."""
+    from xintu.admin.service import create_or_update_admin
+    from xintu.db import Database
+    from xintu.errors import AppError
+
+    settings = get_settings()
+
+    async def run() -> bool:
+        database = Database(settings.database_url)
+        try:
+            return await create_or_update_admin(database.engine, username, password)
+        finally:
+            await database.dispose()
+
+    try:
+        created = asyncio.run(run())
+    except AppError as error:
+        typer.echo(f"error: {error.detail}", err=True)
+        raise typer.Exit(code=2) from error
+    typer.echo(f"admin {username!r} {'created' if created else 'updated'}")
+
+
+@app.command("purge-logs")
+def purge_logs(
+    days: int | None = typer.Option(
+        None, min=1, help="keep this many days (default XINTU_LOG_RETENTION_DAYS)"
+    ),
+    batch_size: int | None = typer.Option(None, min=1, help="rows per delete batch"),
+) -> None:
+    """Delete request_log rows older than the retention period, in batches."""
+    from xintu.db import Database
+    from xintu.stats.retention import purge_request_logs, retention_cutoff
+
+    settings = get_settings()
+    keep = days or settings.log_retention_days
+
+    async def run() -> int:
+        database = Database(settings.database_url)
+        try:
+            return await purge_request_logs(
+                database.engine,
+                retention_cutoff(keep),
+                batch_size or settings.log_purge_batch_size,
+            )
+        finally:
+            await database.dispose()
+
+    typer.echo(f"purged {asyncio.run(run())} request_log rows older than {keep} days")
 
 
 if __name__ == "__main__":

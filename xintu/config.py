@@ -7,6 +7,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -124,9 +125,13 @@ class Settings(BaseSettings):
     order_close_interval_s: float = Field(default=60.0, gt=0)
     admin_username: str | None = None
     admin_password: str | None = None
+    admin_token_expire_minutes: int = 12 * 60
+    rate_limit_admin_login: str = "10/minute"
 
     timezone: str = "Asia/Shanghai"
     log_retention_days: int = 90
+    log_purge_interval_s: float = 24 * 3600.0
+    log_purge_batch_size: int = 5000
     log_level: str = "INFO"
     log_json: bool = False
     log_flush_interval_s: float = 1.0
@@ -199,6 +204,12 @@ class Settings(BaseSettings):
                 "XINTU_EDIT_LEASE_S, XINTU_EDIT_MAX_ATTEMPTS and "
                 "XINTU_EDIT_WORKER_CONCURRENCY must be positive"
             )
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"XINTU_TIMEZONE {self.timezone!r} is not an IANA time zone") from exc
+        if self.log_retention_days < 1 or self.log_purge_batch_size < 1:
+            raise ValueError("XINTU_LOG_RETENTION_DAYS and XINTU_LOG_PURGE_BATCH_SIZE must be >= 1")
         if self.wechatpay_appid is None:
             self.wechatpay_appid = self.wechat_appid
         if self.wechat_mp_appid is None:

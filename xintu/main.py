@@ -13,6 +13,8 @@ from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xintu import __version__
+from xintu.admin.api import router as admin_router
+from xintu.admin.service import create_or_update_admin
 from xintu.billing.api import router as billing_router
 from xintu.billing.gate import BillingCreditGate
 from xintu.billing.service import Billing
@@ -37,6 +39,10 @@ from xintu.inference.remote import RemoteClassifier, create_http_session, provid
 from xintu.logging import configure_logging, request_id_var
 from xintu.ratelimit import RateLimiter
 from xintu.responses import FastJSONResponse
+from xintu.stats.api import router as stats_router
+from xintu.stats.dashboard import install_dashboard
+from xintu.stats.metrics import install_metrics
+from xintu.stats.retention import LogPurger
 from xintu.users.api import router as users_router
 from xintu.users.crypto import DataCipher
 from xintu.users.wechat import WechatClient
@@ -66,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.local_classifier_factory = build_local_classifier
     install_error_handlers(app)
+    install_metrics(app)
+    install_dashboard(app)
 
     app.add_middleware(RequestIdMiddleware)
 
@@ -76,6 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(users_router)
     api.include_router(billing_router)
     api.include_router(edit_router)
+    api.include_router(admin_router)
+    api.include_router(stats_router)
     app.include_router(api)
     mount_web(app)
     return app
@@ -135,6 +145,7 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
     writer = WriteBehind(database, settings.log_flush_interval_s)
     await writer.start()
     stack.push_async_callback(writer.stop)
+    writer.observers.append(app.state.metrics.observe_log_row)
 
     # WeChat login and WeChat Pay share one HTTP session of their own.
     wechat_http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=50))
@@ -174,6 +185,33 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
     app.state.rate_limiter = RateLimiter(
         settings.redis_url, redis, settings.rate_limit_classify, settings.rate_limit_check
     )
+    await _start_admin_components(app, settings, stack, database)
+
+
+async def _start_admin_components(
+    app: FastAPI, settings: Settings, stack: AsyncExitStack, database: Database
+) -> None:
+    """The bootstrap admin, the admin login rate limit and the daily request_log purge."""
+    if settings.admin_username and settings.admin_password:
+        created = await create_or_update_admin(
+            database.engine, settings.admin_username, settings.admin_password
+        )
+        logger.info(
+            "admin {!r} {}", settings.admin_username, "created" if created else "is up to date"
+        )
+    # Its own limiter: guessing passwords is limited per IP whatever the other limits are.
+    app.state.admin_login_limiter = RateLimiter(
+        settings.redis_url, app.state.redis, "0", settings.rate_limit_admin_login
+    )
+    purger = LogPurger(
+        database.engine,
+        settings.log_retention_days,
+        settings.log_purge_interval_s,
+        settings.log_purge_batch_size,
+    )
+    await purger.start()
+    stack.push_async_callback(purger.stop)
+    app.state.log_purger = purger
 
 
 class RequestIdMiddleware:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
@@ -57,6 +58,8 @@ class WriteBehind:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        # Called with every logged row (metrics); must be cheap and never raise.
+        self.observers: list[Callable[[dict[str, Any]], None]] = []
 
     def log(self, row: dict[str, Any]) -> None:
         """Queue one request_log row (``created_at`` defaults to now)."""
@@ -66,6 +69,8 @@ class WriteBehind:
             del self._rows[:_FLUSH_AT_ROWS]
             logger.error("request_log buffer full; dropped {} rows", _FLUSH_AT_ROWS)
         self._rows.append(row)
+        for observer in self.observers:
+            observer(row)
         if len(self._rows) >= _FLUSH_AT_ROWS:
             self._wake.set()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -82,6 +83,8 @@ class HybridClassifier:
         self.mode = mode
         self.remote = remote
         self.local = local
+        # Failed remote calls per provider since start, for /metrics.
+        self.provider_failures: Counter[str] = Counter()
 
     def _remote_order(self, allow_remote: bool) -> list[ProviderSlot]:
         if self.mode is InferenceMode.local_only or not allow_remote:
@@ -106,6 +109,7 @@ class HybridClassifier:
                 prediction = await slot.classifier.classify(image)
             except ClassifierError as exc:
                 slot.breaker.record_failure()
+                self.provider_failures[slot.classifier.name] += 1
                 logger.warning("provider {} failed: {}", slot.classifier.name, exc)
                 errors.append(str(exc))
                 continue

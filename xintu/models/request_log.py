@@ -23,10 +23,35 @@ class RequestLog(Base):
     """One row per served or failed classification; check-cache misses write none."""
 
     __tablename__ = "request_log"
+    # The statistics indexes cover every column their queries read (migration 0002).
     __table_args__ = (
-        Index("ix_request_log_created_at_method", "created_at", "inference_method"),
+        Index(
+            "ix_request_log_stats",
+            "created_at",
+            "inference_method",
+            "from_cache",
+            "status_code",
+            "endpoint",
+            "processing_time_ms",
+            "size_bytes",
+            "cost",
+            "user_id",
+            "ip_address",
+        ),
+        Index(
+            "ix_request_log_method_stats",
+            "inference_method",
+            "created_at",
+            "provider",
+            "model",
+            "input_tokens",
+            "output_tokens",
+            "cost",
+        ),
+        Index(
+            "ix_request_log_category_stats", "category", "created_at", "status_code", "image_hash"
+        ),
         Index("ix_request_log_user_created_at", "user_id", "created_at"),
-        Index("ix_request_log_category_created_at", "category", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -49,4 +74,4 @@ class RequestLog(Base):
     cost: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=Decimal(0))
     # Size of the original image when known; a check-cache hit saved uploading it.
     size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -7,6 +7,8 @@ from datetime import timedelta
 from typing import Literal
 
 import jwt
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
 
 from xintu.models.base import utcnow
 
@@ -38,3 +40,26 @@ def decode_access_token(token: str, secret: str) -> TokenClaims | None:
         return TokenClaims(kind=kind, subject_id=int(payload["sub"]))
     except (jwt.PyJWTError, KeyError, ValueError, TypeError):
         return None
+
+
+# Argon2id with pwdlib's recommended parameters; hashing takes tens of milliseconds on purpose,
+# so callers on the event loop run these in a thread.
+_password_hash = PasswordHash((Argon2Hasher(),))
+# Verified when a username is unknown, so that a miss costs as long as a wrong password.
+_DUMMY_HASH = _password_hash.hash("xintu-no-such-admin")
+
+
+def hash_password(password: str) -> str:
+    """An Argon2id hash of ``password`` (PHC string format)."""
+    return _password_hash.hash(password)
+
+
+def verify_password(password: str, password_hash: str | None) -> bool:
+    """Whether ``password`` matches; a missing hash still spends the time of one check."""
+    if password_hash is None:
+        _password_hash.verify(password, _DUMMY_HASH)
+        return False
+    try:
+        return _password_hash.verify(password, password_hash)
+    except Exception:  # noqa: BLE001 - a corrupt stored hash is a failed login, not a 500
+        return False

@@ -1,0 +1,144 @@
+"""``GET /metrics``: Prometheus counters and histograms of this process.
+
+Each app gets its own registry (tests build many apps in one process). Request counts and
+latencies are recorded by a middleware, classification outcomes by an observer on the
+request_log writer (so every logged row counts exactly once), and provider failures and
+circuit states are read from the classifier when Prometheus scrapes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from xintu.inference.hybrid import CircuitState, HybridClassifier
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class _ClassifierCollector(Collector):
+    """Provider failures and circuit states, read from the live classifier at scrape time."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        classifier: HybridClassifier | None = getattr(self._app.state, "classifier", None)
+        failures = CounterMetricFamily(
+            "xintu_provider_failures",
+            "Remote provider calls that failed (timeout, 429, 5xx, bad answer)",
+            labels=["provider"],
+        )
+        state = GaugeMetricFamily(
+            "xintu_provider_circuit_state",
+            "1 for the current circuit breaker state of each provider",
+            labels=["provider", "state"],
+        )
+        if classifier is not None:
+            for slot in classifier.remote:
+                name = slot.classifier.name
+                failures.add_metric([name], classifier.provider_failures.get(name, 0))
+                current = slot.breaker.state
+                for candidate in CircuitState:
+                    state.add_metric([name, candidate.value], 1.0 if candidate is current else 0.0)
+        yield failures
+        yield state
+
+
+class Metrics:
+    def __init__(self, app: FastAPI) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.http_requests = Counter(
+            "xintu_http_requests",
+            "HTTP requests by route template, method and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "xintu_http_request_duration_seconds",
+            "HTTP request latency by route template",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.classifications = Counter(
+            "xintu_classifications",
+            "Classification requests by endpoint, inference method and outcome",
+            ["endpoint", "inference_method", "outcome"],
+            registry=self.registry,
+        )
+        self.classification_latency = Histogram(
+            "xintu_classification_duration_seconds",
+            "Processing time of one classification by inference method",
+            ["inference_method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.cache_hits = Counter(
+            "xintu_cache_hits",
+            "Classifications answered from the cache, by endpoint",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.registry.register(_ClassifierCollector(app))
+
+    def observe_log_row(self, row: dict[str, Any]) -> None:
+        """Called for every request_log row the classification service writes."""
+        method = row.get("inference_method") or "none"
+        endpoint = str(row.get("endpoint") or "unknown")
+        outcome = "error" if int(row.get("status_code") or 200) >= 400 else "ok"
+        self.classifications.labels(endpoint, method, outcome).inc()
+        self.classification_latency.labels(method).observe(
+            float(row.get("processing_time_ms") or 0) / 1000
+        )
+        if row.get("from_cache"):
+            self.cache_hits.labels(endpoint).inc()
+
+    def render(self) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _route_template(request: Request) -> str:
+    """The matched route's path template (bounded label values), not the raw URL; the
+    router leaves the matched route in the scope."""
+    # FastAPI keeps the full template of a route of a nested router in its own context.
+    context = (request.scope.get("fastapi") or {}).get("effective_route_context")
+    path = getattr(context, "path", None) or getattr(request.scope.get("route"), "path", None)
+    return str(path) if path else "unmatched"
+
+
+def install_metrics(app: FastAPI) -> Metrics:
+    """Create the registry, the timing middleware and the ``/metrics`` route."""
+    metrics = Metrics(app)
+    app.state.metrics = metrics
+
+    @app.middleware("http")
+    async def metrics_middleware(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = _route_template(request)
+            metrics.http_requests.labels(request.method, route, str(status)).inc()
+            metrics.http_latency.labels(request.method, route).observe(
+                time.perf_counter() - started
+            )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """Prometheus text format."""
+        return metrics.render()
+
+    return metrics
