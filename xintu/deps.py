@@ -84,6 +84,11 @@ async def get_token_claims(request: Request) -> TokenClaims | None:
 
 
 async def get_caller(request: Request) -> Caller:
+    return caller_of(request)
+
+
+def caller_of(request: Request) -> Caller:
+    """Who sent ``request`` (401 for a malformed or invalid bearer token)."""
     claims = _token_claims(request)
     label = request.headers.get("x-user-id")
     if label is not None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
+import itertools
+import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -214,6 +216,20 @@ async def _start_admin_components(
     app.state.log_purger = purger
 
 
+_request_counter = itertools.count()
+_request_id_process: tuple[int, str] = (0, "")
+
+
+def _new_request_id() -> str:
+    """Unique without a system call per request: a random per-process prefix and a counter
+    (``uuid4`` reads the OS random source each time)."""
+    global _request_id_process
+    pid = os.getpid()
+    if _request_id_process[0] != pid:  # first use in this (possibly forked) process
+        _request_id_process = (pid, secrets.token_hex(6))
+    return f"{_request_id_process[1]}{next(_request_counter):012x}"
+
+
 class RequestIdMiddleware:
     """``X-Request-ID`` on every response (the client's own id if it sent one), and in every
     log line. Plain ASGI: ``BaseHTTPMiddleware`` would cost more than a cache hit."""
@@ -230,7 +246,7 @@ class RequestIdMiddleware:
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")[:36]
                 break
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or _new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode("latin-1"))
 
