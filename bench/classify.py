@@ -246,7 +246,14 @@ def main() -> None:
         for process in processes:
             process.wait(timeout=30)
         shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps(results, indent=2))
+    for name, row in results["results"].items():  # type: ignore[attr-defined]
+        print(
+            f"{name:48s} {row['rps']:9.1f} req/s  p50 {row['p50_ms']:7.1f} ms  "
+            f"p99 {row['p99_ms']:7.1f} ms  non-2xx {int(row['errors'])}"
+        )
+    for name, value in results["ratios"].items():  # type: ignore[attr-defined]
+        print(f"{name:64s} {value:.3f}")
+    print(json.dumps(results))
 
 
 def run_scenarios(service: str, bare: str, workdir: Path, seconds: int) -> dict[str, object]:

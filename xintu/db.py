@@ -66,6 +66,7 @@ class Database:
         # writer at a time, and queueing beats its busy handler's sleeps.
         self._sqlite: Engine | None = None
         self._sqlite_writer: ThreadPoolExecutor | None = None
+        self._sqlite_readers: ThreadPoolExecutor | None = None
         if is_sqlite(url):
             sync_url = make_url(url).set(drivername="sqlite+pysqlite")
             self._sqlite = sa_create_engine(
@@ -73,6 +74,8 @@ class Database:
             )
             event.listen(self._sqlite, "connect", _sqlite_pragmas)
             self._sqlite_writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+            # WAL lets readers run beside the writer: lookups never queue behind a flush.
+            self._sqlite_readers = ThreadPoolExecutor(2, thread_name_prefix="sqlite-reader")
 
     async def run(
         self, operation: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
@@ -82,6 +85,21 @@ class Database:
         The operation is plain synchronous SQLAlchemy Core code: it runs in a thread on
         SQLite and in the async driver's greenlet elsewhere.
         """
+        return await self._run(self._sqlite_writer, operation, *args, **kwargs)
+
+    async def read(
+        self, operation: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Like ``run``, for an operation that only reads (on SQLite, beside the writer)."""
+        return await self._run(self._sqlite_readers, operation, *args, **kwargs)
+
+    async def _run(
+        self,
+        executor: ThreadPoolExecutor | None,
+        operation: Callable[Concatenate[Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
         if self._sqlite is not None:
             sqlite = self._sqlite
 
@@ -90,16 +108,17 @@ class Database:
                     return operation(connection, *args, **kwargs)
 
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._sqlite_writer, in_thread)
+            return await loop.run_in_executor(executor, in_thread)
         async with self.engine.begin() as connection:
             return await connection.run_sync(operation, *args, **kwargs)
 
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        for executor in (self._sqlite_writer, self._sqlite_readers):
+            if executor is not None:
+                executor.shutdown(wait=True)
         if self._sqlite is not None:
             self._sqlite.dispose()
-        if self._sqlite_writer is not None:
-            self._sqlite_writer.shutdown(wait=True)
+        await self.engine.dispose()
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

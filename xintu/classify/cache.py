@@ -92,7 +92,7 @@ class ClassificationCache:
         return found
 
     async def _load_from_db(self, hashes: list[str]) -> dict[str, CacheEntry]:
-        return await self._database.run(repository.load_entries, hashes)
+        return await self._database.read(repository.load_entries, hashes)
 
     # -- writing ---------------------------------------------------------------------------
 
