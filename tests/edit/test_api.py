@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from datetime import timedelta
+from typing import BinaryIO
 
+import pytest
 from fastapi import FastAPI
 from PIL import Image
 from sqlalchemy import func, select, update
@@ -13,6 +16,7 @@ from sqlalchemy import func, select, update
 from tests.classify.test_api import assert_error
 from tests.conftest import AppFactory
 from tests.edit.conftest import edit_settings, eventually, new_user, photo, submit, wait_finished
+from xintu.edit import api as edit_api
 from xintu.models import CreditLedger, ImageEditTask, UserCredits
 from xintu.models.base import utcnow
 from xintu.users.security import create_access_token
@@ -320,3 +324,90 @@ async def test_bad_submissions_are_clear_4xx_errors_and_leave_nothing_behind(
     assert_error(missing, 404, "task_not_found")
     assert rows == 0
     assert inputs == []
+
+
+async def test_concurrent_submits_never_exceed_the_per_user_limit(
+    make_client: AppFactory, database_url: str, fake_edit
+) -> None:
+    fake_edit.modes["openai"] = fake_edit.modes["dashscope"] = "timeout"
+    settings = edit_settings(fake_edit, edit_max_queued_per_user=3, edit_remote_timeout_s=30)
+    async with make_client(database_url=database_url, **settings) as (app, client):
+        user_id, headers = await new_user(app)
+        images = [photo(seed=i) for i in range(20)]
+        responses = await asyncio.gather(
+            *(submit(client, headers, image, "prompt_edit", '{"prompt": "x"}') for image in images)
+        )
+        accepted = [r.json()["task_id"] for r in responses if r.status_code == 202]
+        async with app.state.db.sessionmaker() as session:
+            rows = await session.scalar(
+                select(func.count())
+                .select_from(ImageEditTask)
+                .where(ImageEditTask.user_id == user_id)
+            )
+        inputs = len(list((app.state.settings.data_dir / "edit" / "inputs").iterdir()))
+        for task_id in accepted:
+            await client.delete(f"/api/v1/edit/tasks/{task_id}", headers=headers)
+    assert len(accepted) == 3
+    for response in responses:
+        if response.status_code != 202:
+            assert_error(response, 429, "too_many_tasks")
+    assert rows == 3
+    assert inputs == 3  # the rejected submits left no file
+
+
+async def test_concurrent_paid_submits_never_exceed_the_balance(
+    make_client: AppFactory, database_url: str
+) -> None:
+    settings = edit_settings(billing_enabled=True, edit_local_cost=5)
+    async with make_client(database_url=database_url, **settings) as (app, client):
+        user_id, headers = await new_user(app, credits=10)
+        images = [photo(seed=20 + i) for i in range(10)]
+        responses = await asyncio.gather(
+            *(submit(client, headers, image, "sketch") for image in images)
+        )
+        accepted = [r.json()["task_id"] for r in responses if r.status_code == 202]
+        finished = [await wait_finished(client, headers, task_id) for task_id in accepted]
+        final_balance = await balance(app, user_id)
+        rows = await ledger_rows(app, user_id)
+    assert len(accepted) == 2
+    for response in responses:
+        if response.status_code != 202:
+            assert_error(response, 402, "insufficient_credits")
+    assert [task["status"] for task in finished] == ["succeeded", "succeeded"]
+    assert final_balance == 0
+    assert sorted(row.reference or "" for row in rows) == sorted(accepted)
+
+
+@pytest.mark.parametrize("in_memory_bytes", [4 * 1024 * 1024, 0], ids=["whole", "streamed"])
+async def test_a_result_deleted_while_it_is_downloaded_is_still_sent_whole(
+    make_client: AppFactory, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, in_memory_bytes: int
+) -> None:
+    monkeypatch.setattr(edit_api, "RESULT_IN_MEMORY_BYTES", in_memory_bytes)
+    monkeypatch.setattr(edit_api, "_CHUNK_BYTES", 1024)
+    async with make_client(database_url=sqlite_url, **edit_settings()) as (app, client):
+        _, headers = await new_user(app)
+        task_id = (await submit(client, headers, photo(size=(400, 300)), "enhance")).json()[
+            "task_id"
+        ]
+        await wait_finished(client, headers, task_id)
+        store = app.state.edit.store
+        async with app.state.db.sessionmaker() as session:
+            task = await session.get(ImageEditTask, task_id)
+            assert task is not None
+            assert task.result_path
+            expected = store.read(task.result_path)
+        opened = store.open
+
+        def open_then_cleanup(relative: str) -> BinaryIO:
+            handle = opened(relative)
+            store.delete(relative)  # the TTL cleanup wins the race right after the open
+            return handle
+
+        monkeypatch.setattr(store, "open", open_then_cleanup)
+        during = await client.get(f"/api/v1/edit/tasks/{task_id}/result", headers=headers)
+        after = await client.get(f"/api/v1/edit/tasks/{task_id}/result", headers=headers)
+    assert during.status_code == 200
+    assert during.headers["content-type"] == "image/jpeg"
+    assert int(during.headers["content-length"]) == len(expected) > 1024
+    assert during.content == expected
+    assert_error(after, 410, "result_expired")

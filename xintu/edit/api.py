@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import Response, StreamingResponse
 
 from xintu.billing.credits import InsufficientCredits
 from xintu.deps import SessionDep, SettingsDep, UserClaims
@@ -50,6 +53,9 @@ from xintu.uploads import InvalidMultipart, read_multipart
 router = APIRouter(prefix="/edit", tags=["edit"])
 _AUTH = (NotAuthenticated, Forbidden)
 _PREFIX = "/api/v1"
+# Results up to this size are read whole and sent; larger ones stream from the open file.
+RESULT_IN_MEMORY_BYTES = 4 * 1024 * 1024
+_CHUNK_BYTES = 256 * 1024
 
 
 def _service(request: Request) -> EditService:
@@ -166,21 +172,38 @@ async def get_task(
 
 @router.get(
     "/tasks/{task_id}/result",
-    response_class=FileResponse,
-    responses=responses(*_AUTH, TaskNotFound, ResultNotReady, ResultExpired),
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}},
+        **responses(*_AUTH, TaskNotFound, ResultNotReady, ResultExpired),
+    },
 )
 async def get_result(
     request: Request, task_id: str, session: SessionDep, claims: UserClaims
-) -> FileResponse:
+) -> Response:
     """The edited image."""
-    service = _service(request)
-    task = await service.result(session, claims.subject_id, task_id)
-    assert task.result_path is not None
-    return FileResponse(
-        service.store.path(task.result_path),
-        media_type=task.result_mime or "application/octet-stream",
-        headers={"Cache-Control": "private, max-age=3600"},
-    )
+    task, handle = await _service(request).open_result(session, claims.subject_id, task_id)
+    media_type = task.result_mime or "application/octet-stream"
+    headers = {"Cache-Control": "private, max-age=3600"}
+    try:
+        size = os.fstat(handle.fileno()).st_size
+        if size <= RESULT_IN_MEMORY_BYTES:
+            data = await asyncio.to_thread(handle.read)
+            handle.close()
+            return Response(data, media_type=media_type, headers=headers)
+    except BaseException:
+        handle.close()
+        raise
+    headers["Content-Length"] = str(size)
+    return StreamingResponse(_chunks(handle), media_type=media_type, headers=headers)
+
+
+async def _chunks(handle: BinaryIO) -> AsyncIterator[bytes]:
+    try:
+        while chunk := await asyncio.to_thread(handle.read, _CHUNK_BYTES):
+            yield chunk
+    finally:
+        handle.close()
 
 
 @router.delete(

@@ -27,17 +27,18 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import orjson
 from loguru import logger
 from PIL import Image
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, func, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from xintu.billing.credits import InsufficientCredits, change_credits, get_balance, is_member
+from xintu.billing.credits import InsufficientCredits, change_credits, is_member
 from xintu.config import Settings
-from xintu.db import Database
+from xintu.db import Database, insert_ignoring_duplicates
 from xintu.edit.local import run_local_edit
 from xintu.edit.operations import (
     OperationKind,
@@ -51,7 +52,7 @@ from xintu.edit.storage import EditStore
 from xintu.errors import AppError, NotFound
 from xintu.images.validation import prepare_image
 from xintu.inference.remote import image_payload
-from xintu.models import ImageEditTask
+from xintu.models import ImageEditTask, UserCredits
 from xintu.models.base import utcnow
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
@@ -64,6 +65,7 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
 ACTIVE = (QUEUED, RUNNING)
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 _SWEEP_BATCH = 500
+_CREDITS = cast(Table, UserCredits.__table__)
 
 
 class TooManyTasks(AppError):
@@ -170,32 +172,42 @@ class EditService:
         cache_key = edit_cache_key(prepared.sha256, operation.id, params)
         now = utcnow()
         task_id = str(uuid.uuid4())
+        params_json = orjson.dumps(params).decode()
+        async with self.database.sessionmaker() as session, session.begin():
+            cached = await self._cached_result(session, cache_key, now)
+            if cached is not None:
+                # Free and never queued: no limit or credit check to serialise.
+                task = ImageEditTask(
+                    id=task_id,
+                    user_id=user_id,
+                    operation=operation.id,
+                    params_json=params_json,
+                    cache_key=cache_key,
+                    status=SUCCEEDED,
+                    attempts=0,
+                    result_path=cached.result_path,
+                    result_mime=cached.result_mime,
+                    result_size=cached.result_size,
+                    provider="cache",
+                    credits_charged=0,
+                    credit_cost=0,
+                    created_at=now,
+                    started_at=now,
+                    finished_at=now,
+                    expires_at=cached.expires_at,
+                )
+                session.add(task)
+                return task
+        cost = operation.cost(self.settings) if self.settings.billing_enabled else 0
+        await self._ensure_credits_row(user_id)
         input_path: str | None = None
         try:
+            # Written before the lock is taken, so the lock is held for queries only.
+            input_path = await asyncio.to_thread(self.store.write_input, task_id, data)
             async with self.database.sessionmaker() as session, session.begin():
-                cached = await self._cached_result(session, cache_key, now)
-                if cached is not None:
-                    task = ImageEditTask(
-                        id=task_id,
-                        user_id=user_id,
-                        operation=operation.id,
-                        params_json=orjson.dumps(params).decode(),
-                        cache_key=cache_key,
-                        status=SUCCEEDED,
-                        attempts=0,
-                        result_path=cached.result_path,
-                        result_mime=cached.result_mime,
-                        result_size=cached.result_size,
-                        provider="cache",
-                        credits_charged=0,
-                        credit_cost=0,
-                        created_at=now,
-                        started_at=now,
-                        finished_at=now,
-                        expires_at=cached.expires_at,
-                    )
-                    session.add(task)
-                    return task
+                # The first statement: on MariaDB the snapshot of the reads below must
+                # start after the lock, and on SQLite the write lock is taken at once.
+                balance = await self._lock_user(session, user_id)
                 active = await session.scalar(
                     select(func.count())
                     .select_from(ImageEditTask)
@@ -206,15 +218,13 @@ class EditService:
                         f"At most {self.settings.edit_max_queued_per_user} unfinished edit "
                         "tasks per user"
                     )
-                cost = operation.cost(self.settings) if self.settings.billing_enabled else 0
                 if cost > 0 and not await is_member(session, user_id):
-                    await self._check_credits(session, user_id, cost)
-                input_path = await asyncio.to_thread(self.store.write_input, task_id, data)
+                    await self._check_credits(session, user_id, balance, cost)
                 task = ImageEditTask(
                     id=task_id,
                     user_id=user_id,
                     operation=operation.id,
-                    params_json=orjson.dumps(params).decode(),
+                    params_json=params_json,
                     cache_key=cache_key,
                     status=QUEUED,
                     attempts=0,
@@ -231,6 +241,55 @@ class EditService:
             raise
         await self._send(task_id)
         return task
+
+    async def _ensure_credits_row(self, user_id: int) -> None:
+        """Create the user's ``user_credits`` row (balance 0) if missing: the lock's target."""
+        for _ in range(3):
+            async with self.database.sessionmaker() as session:
+                exists = await session.scalar(
+                    select(UserCredits.user_id).where(UserCredits.user_id == user_id)
+                )
+            if exists is not None:
+                return
+            try:
+                async with self.database.sessionmaker() as session, session.begin():
+                    await session.execute(
+                        insert_ignoring_duplicates(
+                            session.get_bind().dialect.name,
+                            _CREDITS,
+                            {"user_id": user_id, "balance": 0, "updated_at": utcnow()},
+                            ["user_id"],
+                        )
+                    )
+                return
+            except DBAPIError as exc:
+                # Concurrent first inserts of one key can deadlock on MariaDB; the
+                # winner's row is there on the next look.
+                logger.info("creating the credits row of user {} failed: {}", user_id, exc)
+        raise RuntimeError(f"could not create the credits row of user {user_id}")
+
+    async def _lock_user(self, session: AsyncSession, user_id: int) -> int:
+        """Serialise this user's submits until the transaction ends; returns the balance.
+
+        MariaDB and PostgreSQL: ``SELECT … FOR UPDATE`` on the ``user_credits`` row.
+        SQLite has no row locks and ignores FOR UPDATE: a no-op UPDATE as the
+        transaction's first statement takes the database write lock instead. Charging
+        a finished edit updates the same row, so a charge cannot commit between the
+        balance read here and the sum of held credits read after it.
+        """
+        if session.get_bind().dialect.name == "sqlite":
+            await session.execute(
+                update(UserCredits)
+                .where(UserCredits.user_id == user_id)
+                .values(updated_at=UserCredits.updated_at)
+                .execution_options(synchronize_session=False)
+            )
+        balance = await session.scalar(
+            select(UserCredits.balance).where(UserCredits.user_id == user_id).with_for_update()
+        )
+        if balance is None:  # pragma: no cover - credits rows are never deleted
+            raise RuntimeError(f"user {user_id} has no credits row")
+        return int(balance)
 
     async def _cached_result(
         self, session: AsyncSession, cache_key: str, now: datetime
@@ -251,9 +310,10 @@ class EditService:
                 return row
         return None
 
-    async def _check_credits(self, session: AsyncSession, user_id: int, cost: int) -> None:
+    async def _check_credits(
+        self, session: AsyncSession, user_id: int, balance: int, cost: int
+    ) -> None:
         """402 unless the balance covers this task and the user's unfinished ones."""
-        balance = await get_balance(session, user_id)
         reserved = await session.scalar(
             select(func.coalesce(func.sum(ImageEditTask.credit_cost), 0)).where(
                 ImageEditTask.user_id == user_id, ImageEditTask.status.in_(ACTIVE)
@@ -310,13 +370,24 @@ class EditService:
         self.store.delete(input_path)
         return task
 
-    async def result(self, session: AsyncSession, user_id: int, task_id: str) -> ImageEditTask:
+    async def open_result(
+        self, session: AsyncSession, user_id: int, task_id: str
+    ) -> tuple[ImageEditTask, BinaryIO]:
+        """The task and an open handle on its result file.
+
+        Opening (not just checking) the file before answering means the TTL cleanup can
+        no longer break the download: deleting an open file leaves its data readable.
+        """
         task = await self.get(session, user_id, task_id)
         if task.status != SUCCEEDED:
             raise ResultNotReady(f"The task is {task.status}")
-        if not task.result_path or not self.store.exists(task.result_path):
+        if not task.result_path:
             raise ResultExpired()
-        return task
+        try:
+            handle = await asyncio.to_thread(self.store.open, task.result_path)
+        except FileNotFoundError:
+            raise ResultExpired() from None
+        return task, handle
 
     # ------------------------------------------------------------------ worker
 

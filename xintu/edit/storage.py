@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import BinaryIO
 
 
 class EditStore:
@@ -38,6 +39,10 @@ class EditStore:
 
     def exists(self, relative: str) -> bool:
         return (self.root / relative).is_file()
+
+    def open(self, relative: str) -> BinaryIO:
+        """An open handle: its data stays readable after the file is deleted (POSIX)."""
+        return open(self.root / relative, "rb")  # noqa: SIM115 - the caller closes it
 
     def read(self, relative: str) -> bytes:
         return (self.root / relative).read_bytes()
