@@ -15,7 +15,15 @@ from sqlalchemy import func, select, update
 
 from tests.classify.test_api import assert_error
 from tests.conftest import AppFactory
-from tests.edit.conftest import edit_settings, eventually, new_user, photo, submit, wait_finished
+from tests.edit.conftest import (
+    auth,
+    edit_settings,
+    eventually,
+    new_user,
+    photo,
+    submit,
+    wait_finished,
+)
 from xintu.edit import api as edit_api
 from xintu.models import CreditLedger, ImageEditTask, UserCredits
 from xintu.models.base import utcnow
@@ -72,6 +80,14 @@ async def test_edit_endpoints_need_a_user_token(make_client: AppFactory, sqlite_
     assert_error(anonymous, 401, "not_authenticated")
     assert_error(admin, 403, "forbidden")
     assert_error(posted, 401, "not_authenticated")
+
+
+async def test_a_token_whose_account_is_gone_gets_401(
+    make_client: AppFactory, sqlite_url: str
+) -> None:
+    async with make_client(database_url=sqlite_url, **edit_settings()) as (app, client):
+        response = await submit(client, auth(app, 987654), photo(), "enhance")
+    assert_error(response, 401, "not_authenticated")
 
 
 async def test_local_edit_runs_to_success_and_streams_the_result(

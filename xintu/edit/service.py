@@ -49,10 +49,10 @@ from xintu.edit.operations import (
 )
 from xintu.edit.providers import NoEditorAnswered, RemoteEditChain
 from xintu.edit.storage import EditStore
-from xintu.errors import AppError, NotFound
+from xintu.errors import AppError, NotAuthenticated, NotFound
 from xintu.images.validation import prepare_image
 from xintu.inference.remote import image_payload
-from xintu.models import ImageEditTask, UserCredits
+from xintu.models import ImageEditTask, UserCredits, WechatUser
 from xintu.models.base import utcnow
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
@@ -249,8 +249,14 @@ class EditService:
                 exists = await session.scalar(
                     select(UserCredits.user_id).where(UserCredits.user_id == user_id)
                 )
+                account = await session.scalar(
+                    select(WechatUser.id).where(WechatUser.id == user_id)
+                )
             if exists is not None:
                 return
+            if account is None:
+                # A token that outlived its account: answer 401, not a foreign-key error.
+                raise NotAuthenticated("This account no longer exists")
             try:
                 async with self.database.sessionmaker() as session, session.begin():
                     await session.execute(
