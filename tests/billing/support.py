@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import httpx
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
@@ -79,11 +78,3 @@ async def member_until(app: FastAPI, user_id: int) -> datetime | None:
 async def ledger_count(app: FastAPI) -> int:
     async with app.state.db.sessionmaker() as session:
         return int(await session.scalar(select(func.count()).select_from(CreditLedger)) or 0)
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False
-    assert body["code"] == code
-    assert body["detail"]

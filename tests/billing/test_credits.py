@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.billing.support import assert_error, balance, ledger, make_user
+from tests.billing.support import balance, ledger, make_user
 from tests.conftest import AppFactory, llm_settings
+from tests.fixtures.assertions import assert_error
 from tests.fixtures.fake_llm import FakeLLM
 from tests.fixtures.images import make_image
 from xintu.billing.credits import (

@@ -10,8 +10,9 @@ from pathlib import Path
 from fastapi import FastAPI
 from sqlalchemy import update
 
-from tests.billing.support import admin_headers, assert_error, make_user, order_row
+from tests.billing.support import admin_headers, make_user, order_row
 from tests.conftest import AppFactory, wechatpay_settings
+from tests.fixtures.assertions import assert_error
 from tests.fixtures.fake_wechatpay import APPID, FakeWechatPay, rsa_verify
 from xintu.billing.service import close_expired_orders
 from xintu.models import PaymentRecord

@@ -10,7 +10,6 @@ from fastapi import FastAPI
 
 from tests.billing.support import (
     admin_headers,
-    assert_error,
     balance,
     ledger,
     make_user,
@@ -19,6 +18,7 @@ from tests.billing.support import (
 )
 from tests.billing.test_notify import paid_order, send
 from tests.conftest import AppFactory, wechatpay_settings
+from tests.fixtures.assertions import assert_error
 from tests.fixtures.fake_wechatpay import FakeWechatPay
 from xintu.billing.credits import change_credits
 from xintu.models.base import utcnow

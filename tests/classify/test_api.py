@@ -14,6 +14,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from tests.conftest import AppFactory, llm_settings
+from tests.fixtures.assertions import assert_error
 from tests.fixtures.fake_llm import FakeLLM
 from tests.fixtures.images import make_image
 from xintu.categories import CATEGORY_NAMES, Category
@@ -60,15 +61,6 @@ async def upload(
         data=form,
         headers=headers or {},
     )
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False
-    assert body["code"] == code
-    assert body["detail"]
-    assert response.headers["x-request-id"]
 
 
 async def test_categories_lists_all_eight_with_chinese_names(

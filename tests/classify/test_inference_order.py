@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from tests.classify.test_api import assert_error, cache_row, log_rows, sha, upload
+from tests.classify.test_api import cache_row, log_rows, sha, upload
 from tests.conftest import AppFactory, llm_settings
+from tests.fixtures.assertions import assert_error
 from tests.fixtures.fake_llm import FakeLLM
 from tests.fixtures.images import make_image
 from tests.fixtures.local_stand_in import StandInLocal

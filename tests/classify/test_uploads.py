@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from tests.classify.test_api import assert_error
 from tests.conftest import AppFactory
+from tests.fixtures.assertions import assert_error
 
 CHUNK = b"\xff\xd8\xff" + b"\0" * (1024 * 1024 - 3)
 

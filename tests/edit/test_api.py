@@ -13,7 +13,6 @@ from fastapi import FastAPI
 from PIL import Image
 from sqlalchemy import func, select, update
 
-from tests.classify.test_api import assert_error
 from tests.conftest import AppFactory
 from tests.edit.conftest import (
     auth,
@@ -24,6 +23,7 @@ from tests.edit.conftest import (
     submit,
     wait_finished,
 )
+from tests.fixtures.assertions import assert_error
 from xintu.edit import api as edit_api
 from xintu.models import CreditLedger, ImageEditTask, UserCredits
 from xintu.models.base import utcnow

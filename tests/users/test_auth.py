@@ -11,19 +11,12 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from tests.conftest import AppFactory, wechat_settings
+from tests.fixtures.assertions import assert_error
 from tests.fixtures.fake_wechat import FakeWechat
 from xintu.billing.credits import change_credits
 from xintu.models import CreditLedger, PaymentRecord, WechatUser
 from xintu.users.crypto import DataCipher, DecryptionFailed, derive_data_key
 from xintu.users.service import SESSION_KEY_PURPOSE
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False
-    assert body["code"] == code
-    assert body["detail"]
 
 
 async def wechat_login(
