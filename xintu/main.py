@@ -7,6 +7,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 
 import aiohttp
 from fastapi import APIRouter, FastAPI
@@ -17,10 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from xintu import __version__
 from xintu.admin.api import router as admin_router
 from xintu.admin.service import create_or_update_admin
+from xintu.background import every, run_in_background
 from xintu.billing.api import router as billing_router
 from xintu.billing.gate import BillingCreditGate
-from xintu.billing.service import Billing
-from xintu.billing.tasks import ExpiredOrderCloser
+from xintu.billing.service import Billing, close_expired_orders
 from xintu.billing.wechatpay import WechatPay
 from xintu.classify.api import router as classify_router
 from xintu.classify.cache import ClassificationCache
@@ -44,7 +45,7 @@ from xintu.responses import FastJSONResponse
 from xintu.stats.api import router as stats_router
 from xintu.stats.dashboard import install_dashboard
 from xintu.stats.metrics import install_metrics
-from xintu.stats.retention import LogPurger
+from xintu.stats.retention import purge_expired_logs
 from xintu.users.api import router as users_router
 from xintu.users.crypto import DataCipher
 from xintu.users.wechat import WechatClient
@@ -166,9 +167,14 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
     billing = Billing(settings, database.sessionmaker, wechatpay)
     app.state.billing = billing
     if billing.wechatpay is not None:
-        closer = ExpiredOrderCloser(billing, settings.order_close_interval_s)
-        await closer.start()
-        stack.push_async_callback(closer.stop)
+        run_in_background(
+            stack,
+            every(
+                settings.order_close_interval_s,
+                partial(close_expired_orders, billing),
+                "closing of expired orders",
+            ),
+        )
     credit_gate = BillingCreditGate(database.sessionmaker) if settings.billing_enabled else None
 
     # A follower waits at most as long as the leader may take over all providers.
@@ -205,15 +211,19 @@ async def _start_admin_components(
     app.state.admin_login_limiter = RateLimiter(
         settings.redis_url, app.state.redis, "0", settings.rate_limit_admin_login
     )
-    purger = LogPurger(
-        database.engine,
-        settings.log_retention_days,
-        settings.log_purge_interval_s,
-        settings.log_purge_batch_size,
+    run_in_background(
+        stack,
+        every(
+            settings.log_purge_interval_s,
+            partial(
+                purge_expired_logs,
+                database.engine,
+                settings.log_retention_days,
+                settings.log_purge_batch_size,
+            ),
+            "request_log purge",
+        ),
     )
-    await purger.start()
-    stack.push_async_callback(purger.stop)
-    app.state.log_purger = purger
 
 
 _request_counter = itertools.count()

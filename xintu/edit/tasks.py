@@ -9,7 +9,6 @@ what a task is and who runs it lives in the database (see service.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
 import aiohttp
@@ -18,6 +17,7 @@ from taskiq import AsyncBroker, InMemoryBroker
 from taskiq.api import run_receiver_task
 from taskiq_redis import ListQueueBroker
 
+from xintu.background import every, run_in_background
 from xintu.config import Settings
 from xintu.db import Database
 from xintu.edit.providers import build_edit_chain
@@ -52,26 +52,6 @@ def connect(service: EditService, broker: AsyncBroker) -> None:
     service.bind_queue(kick)
 
 
-async def every(interval_s: float, job: Callable[[], Awaitable[object]], name: str) -> None:
-    """Run ``job`` every ``interval_s`` seconds until cancelled; errors are logged."""
-    while True:
-        try:
-            await job()
-        except Exception:
-            logger.exception("periodic {} failed", name)
-        await asyncio.sleep(interval_s)
-
-
-def _background(stack: AsyncExitStack, coroutine: Awaitable[None]) -> None:
-    task = asyncio.ensure_future(coroutine)
-
-    async def stop() -> None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    stack.push_async_callback(stop)
-
-
 async def start_edit_runtime(
     settings: Settings,
     database: Database,
@@ -96,7 +76,7 @@ async def start_edit_runtime(
     await broker.startup()
     stack.push_async_callback(broker.shutdown)
     if worker and settings.redis_url:
-        _background(
+        run_in_background(
             stack,
             run_receiver_task(
                 broker,
@@ -114,8 +94,10 @@ async def start_edit_runtime(
             await asyncio.gather(*broker._running_tasks, return_exceptions=True)
 
         stack.push_async_callback(wait_for_running)
-    _background(stack, every(settings.edit_sweep_interval_s, service.sweep, "edit sweep"))
-    _background(stack, every(settings.edit_cleanup_interval_s, service.cleanup, "edit cleanup"))
+    run_in_background(stack, every(settings.edit_sweep_interval_s, service.sweep, "edit sweep"))
+    run_in_background(
+        stack, every(settings.edit_cleanup_interval_s, service.cleanup, "edit cleanup")
+    )
     return service
 
 

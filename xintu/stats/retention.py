@@ -5,7 +5,6 @@ the running service and on demand by ``xintu purge-logs``."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -50,41 +49,9 @@ def retention_cutoff(retention_days: int, now: datetime | None = None) -> dateti
     return (now or utcnow()) - timedelta(days=retention_days)
 
 
-class LogPurger:
-    """Purges once at start-up and then every ``interval_s`` (daily by default)."""
-
-    def __init__(
-        self, engine: AsyncEngine, retention_days: int, interval_s: float, batch_size: int
-    ) -> None:
-        self._engine = engine
-        self._retention_days = retention_days
-        self._interval_s = interval_s
-        self._batch_size = batch_size
-        self._task: asyncio.Task[None] | None = None
-
-    async def run_once(self) -> int:
-        deleted = await purge_request_logs(
-            self._engine, retention_cutoff(self._retention_days), self._batch_size
-        )
-        if deleted:
-            logger.info(
-                "purged {} request_log rows older than {} days", deleted, self._retention_days
-            )
-        return deleted
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception as exc:  # noqa: BLE001 - try again at the next interval
-                logger.error("request_log purge failed: {}", exc)
-            await asyncio.sleep(self._interval_s)
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+async def purge_expired_logs(engine: AsyncEngine, retention_days: int, batch_size: int) -> int:
+    """One round of the daily retention purge: rows older than ``retention_days``."""
+    deleted = await purge_request_logs(engine, retention_cutoff(retention_days), batch_size)
+    if deleted:
+        logger.info("purged {} request_log rows older than {} days", deleted, retention_days)
+    return deleted
