@@ -117,17 +117,18 @@ async def seed_server(url: str, rows: list[tuple[Any, ...]]) -> None:
     await engine.dispose()
 
 
-async def prepare_database(backend: str, base_url: str | None, reuse: bool) -> tuple[str, Any]:
+async def prepare_database(
+    backend: str, base_url: str | None, reuse: bool, name: str
+) -> tuple[str, Any]:
     if backend == "sqlite":
         directory = os.path.join(tempfile.gettempdir(), "xintu-bench")
         os.makedirs(directory, exist_ok=True)
-        path = os.path.join(directory, "bench.db")
+        path = os.path.join(directory, f"{name}.db")
         if not reuse and os.path.exists(path):
             os.remove(path)
         return f"sqlite+aiosqlite:///{path}", None
     assert base_url, "--url is required for server databases"
     url = make_url(base_url)
-    name = "xintu_bench"
     if reuse:
         return url.set(database=name).render_as_string(hide_password=False), None
     admin = create_engine(base_url)
@@ -173,14 +174,15 @@ async def time_endpoints(url: str, repeats: int) -> dict[str, list[float]]:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backend", choices=["sqlite", "mysql", "postgresql"], default="sqlite")
-    parser.add_argument("--url", help="server URL (a database xintu_bench is created on it)")
+    parser.add_argument("--url", help="server URL (the --database is created on it)")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--spread-days", type=int, default=90)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--database", default="xintu_bench", help="database (file) name")
     parser.add_argument("--reuse", action="store_true", help="time an already seeded database")
     args = parser.parse_args()
 
-    url, _ = await prepare_database(args.backend, args.url, args.reuse)
+    url, _ = await prepare_database(args.backend, args.url, args.reuse, args.database)
     await upgrade_to_head_async(url)
     if not args.reuse:
         started = time.perf_counter()

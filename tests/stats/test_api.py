@@ -316,3 +316,51 @@ async def test_statistics_validate_their_parameters(
             response = await client.get(f"/api/v1/stats/{path}", headers=headers)
             assert response.status_code == 422
             assert response.json()["code"] == "validation_error"
+
+
+async def test_top_users_merge_a_label_with_the_same_anonymous_ip_and_break_ties_by_key(
+    make_client: AppFactory, database_url: str
+) -> None:
+    local_today = datetime.now(SHANGHAI).date()
+    midnight = datetime(local_today.year, local_today.month, local_today.day, tzinfo=SHANGHAI)
+    second = timedelta(seconds=1)
+    async with make_client(database_url=database_url, **ADMIN) as (app, client):
+        headers = await admin_headers(client)
+        await insert_rows(
+            app,
+            [
+                log_row(midnight + second, user_id=None, ip_address="10.9.8.7"),
+                log_row(
+                    midnight,
+                    user_id=None,
+                    ip_address="10.9.8.7",
+                    from_cache=True,
+                    inference_method="cache",
+                ),
+                # A client label that reads like an anonymous caller is that caller.
+                log_row(midnight + 3 * second, user_id="ip:10.9.8.7", inference_method="local"),
+                log_row(midnight + 2 * second, user_id="device-b"),
+                log_row(midnight, user_id="device-b", from_cache=True, inference_method="cache"),
+                log_row(midnight + second, user_id="device-a"),
+                log_row(midnight, user_id="device-a"),
+                # Yesterday by one microsecond: outside a 1-day window.
+                log_row(midnight - timedelta(microseconds=1), user_id="device-b"),
+                log_row(midnight - timedelta(microseconds=1), user_id="device-c"),
+            ],
+        )
+        users = (await stats(app, client, "users/top?days=1&limit=3", headers))["users"]
+        assert [
+            (u["user_id"], u["requests"], u["cache_hits"], u["remote_calls"], u["last_active"])
+            for u in users
+        ] == [
+            ("ip:10.9.8.7", 3, 1, 1, (midnight + 3 * second).isoformat()),
+            ("device-a", 2, 0, 2, (midnight + second).isoformat()),
+            ("device-b", 2, 1, 1, (midnight + 2 * second).isoformat()),
+        ]
+        two_days = (await stats(app, client, "users/top?days=2&limit=10", headers))["users"]
+        assert [(u["user_id"], u["requests"]) for u in two_days] == [
+            ("device-b", 3),
+            ("ip:10.9.8.7", 3),
+            ("device-a", 2),
+            ("device-c", 1),
+        ]

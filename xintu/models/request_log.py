@@ -23,7 +23,7 @@ class RequestLog(Base):
     """One row per served or failed classification; check-cache misses write none."""
 
     __tablename__ = "request_log"
-    # The statistics indexes cover every column their queries read (migration 0002).
+    # The statistics indexes cover every column their queries read (migrations 0003, 0004).
     __table_args__ = (
         Index(
             "ix_request_log_stats",
@@ -51,7 +51,15 @@ class RequestLog(Base):
         Index(
             "ix_request_log_category_stats", "category", "created_at", "status_code", "image_hash"
         ),
-        Index("ix_request_log_user_created_at", "user_id", "created_at"),
+        # Top users: counts per caller, then the details of the few returned (migration 0004).
+        Index(
+            "ix_request_log_user_stats",
+            "user_id",
+            "created_at",
+            "from_cache",
+            "inference_method",
+            "ip_address",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
