@@ -15,6 +15,7 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -24,6 +25,17 @@ from sqlalchemy.ext.asyncio import (
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+# MySQL deadlock / lock wait timeout, PostgreSQL serialization failure / deadlock.
+_RETRYABLE_CODES = ("1213", "1205", "40001", "40P01")
+WRITE_ATTEMPTS = 4
+
+
+def is_retryable_conflict(exc: DBAPIError) -> bool:
+    """A transaction lost to a concurrent one (deadlock, serialisation failure): running it
+    again is the documented remedy on MySQL/MariaDB and PostgreSQL."""
+    text = str(exc.orig)
+    return any(code in text for code in _RETRYABLE_CODES) or "deadlock" in text.lower()
 
 
 def is_sqlite(url: str) -> bool:

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from xintu import __version__
 from xintu.admin.api import router as admin_router
 from xintu.admin.service import create_or_update_admin
-from xintu.background import every, run_in_background
+from xintu.background import run_every
 from xintu.billing.api import router as billing_router
 from xintu.billing.gate import BillingCreditGate
 from xintu.billing.service import Billing, close_expired_orders
@@ -167,13 +167,11 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
     billing = Billing(settings, database.sessionmaker, wechatpay)
     app.state.billing = billing
     if billing.wechatpay is not None:
-        run_in_background(
+        run_every(
             stack,
-            every(
-                settings.order_close_interval_s,
-                partial(close_expired_orders, billing),
-                "closing of expired orders",
-            ),
+            settings.order_close_interval_s,
+            partial(close_expired_orders, billing),
+            "closing of expired orders",
         )
     credit_gate = BillingCreditGate(database.sessionmaker) if settings.billing_enabled else None
 
@@ -211,18 +209,16 @@ async def _start_admin_components(
     app.state.admin_login_limiter = RateLimiter(
         settings.redis_url, app.state.redis, "0", settings.rate_limit_admin_login
     )
-    run_in_background(
+    run_every(
         stack,
-        every(
-            settings.log_purge_interval_s,
-            partial(
-                purge_expired_logs,
-                database.engine,
-                settings.log_retention_days,
-                settings.log_purge_batch_size,
-            ),
-            "request_log purge",
+        settings.log_purge_interval_s,
+        partial(
+            purge_expired_logs,
+            database.engine,
+            settings.log_retention_days,
+            settings.log_purge_batch_size,
         ),
+        "request_log purge",
     )
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from xintu.classify import repository
 from xintu.classify.repository import CacheEntry
-from xintu.db import Database
+from xintu.db import WRITE_ATTEMPTS, Database, is_retryable_conflict
 from xintu.inference.base import Prediction
 from xintu.models.base import utcnow
 
@@ -27,9 +27,6 @@ _REDIS_PREFIX = "xintu:cache:"
 INVALIDATION_CHANNEL = "xintu:cache:invalidate"
 _INVALIDATE_ALL = "*"
 _REDIS_CHUNK = 500
-_WRITE_ATTEMPTS = 4
-# MySQL deadlock / lock wait timeout, PostgreSQL serialization failure / deadlock.
-_RETRYABLE_CODES = ("1213", "1205", "40001", "40P01")
 
 __all__ = ["INVALIDATION_CHANNEL", "CacheEntry", "ClassificationCache"]
 
@@ -125,7 +122,7 @@ class ClassificationCache:
         # Writes for one hash queue up in this process; across processes a deadlock or
         # serialization failure (MySQL gap locks on a fresh key) is retried.
         async with self._hash_locks[int(image_hash[:8], 16) % len(self._hash_locks)]:
-            for attempt in range(_WRITE_ATTEMPTS):
+            for attempt in range(WRITE_ATTEMPTS):
                 try:
                     if server_verified:
                         entry = await self._database.run(
@@ -137,7 +134,7 @@ class ClassificationCache:
                         )
                     break
                 except DBAPIError as exc:
-                    if attempt + 1 == _WRITE_ATTEMPTS or not _is_retryable(exc):
+                    if attempt + 1 == WRITE_ATTEMPTS or not is_retryable_conflict(exc):
                         raise
                     await asyncio.sleep(0.01 * 2**attempt)
         await self._publish([entry])
@@ -203,8 +200,3 @@ class ClassificationCache:
                 # Anything could have changed while we were deaf.
                 self._memory.clear()
                 await asyncio.sleep(1.0)
-
-
-def _is_retryable(exc: DBAPIError) -> bool:
-    text = str(exc.orig)
-    return any(code in text for code in _RETRYABLE_CODES) or "deadlock" in text.lower()

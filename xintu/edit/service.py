@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from xintu.billing.credits import InsufficientCredits, change_credits, is_member
 from xintu.config import Settings
-from xintu.db import Database, insert_ignoring_duplicates
+from xintu.db import WRITE_ATTEMPTS, Database, insert_ignoring_duplicates, is_retryable_conflict
 from xintu.edit.local import run_local_edit
 from xintu.edit.operations import (
     OperationKind,
@@ -66,6 +66,7 @@ ACTIVE = (QUEUED, RUNNING)
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 _SWEEP_BATCH = 500
 _CREDITS = cast(Table, UserCredits.__table__)
+_COLUMNS = [column.key for column in ImageEditTask.__table__.columns]
 
 
 class TooManyTasks(AppError):
@@ -204,43 +205,61 @@ class EditService:
         try:
             # Written before the lock is taken, so the lock is held for queries only.
             input_path = await asyncio.to_thread(self.store.write_input, task_id, data)
-            async with self.database.sessionmaker() as session, session.begin():
-                # The first statement: on MariaDB the snapshot of the reads below must
-                # start after the lock, and on SQLite the write lock is taken at once.
-                balance = await self._lock_user(session, user_id)
-                active = await session.scalar(
-                    select(func.count())
-                    .select_from(ImageEditTask)
-                    .where(ImageEditTask.user_id == user_id, ImageEditTask.status.in_(ACTIVE))
-                )
-                if (active or 0) >= self.settings.edit_max_queued_per_user:
-                    raise TooManyTasks(
-                        f"At most {self.settings.edit_max_queued_per_user} unfinished edit "
-                        "tasks per user"
-                    )
-                if cost > 0 and not await is_member(session, user_id):
-                    await self._check_credits(session, user_id, balance, cost)
-                task = ImageEditTask(
-                    id=task_id,
-                    user_id=user_id,
-                    operation=operation.id,
-                    params_json=params_json,
-                    cache_key=cache_key,
-                    status=QUEUED,
-                    attempts=0,
-                    input_path=input_path,
-                    credits_charged=0,
-                    credit_cost=cost,
-                    created_at=now,
-                    available_at=now,
-                    kicked_at=now,
-                )
-                session.add(task)
+            new_task = ImageEditTask(
+                id=task_id,
+                user_id=user_id,
+                operation=operation.id,
+                params_json=params_json,
+                cache_key=cache_key,
+                status=QUEUED,
+                attempts=0,
+                input_path=input_path,
+                credits_charged=0,
+                credit_cost=cost,
+                created_at=now,
+                available_at=now,
+                kicked_at=now,
+            )
+            # A deadlock with a worker's update (MariaDB gap locks) loses the whole
+            # transaction: it is run again, limits and credits checked afresh.
+            for attempt in range(WRITE_ATTEMPTS):
+                try:
+                    task = await self._queue_if_allowed(new_task, cost)
+                    break
+                except DBAPIError as exc:
+                    if attempt + 1 == WRITE_ATTEMPTS or not is_retryable_conflict(exc):
+                        raise
+                    await asyncio.sleep(0.01 * 2**attempt)
         except BaseException:
             self.store.delete(input_path)
             raise
         await self._send(task_id)
         return task
+
+    async def _queue_if_allowed(self, task: ImageEditTask, cost: int) -> ImageEditTask:
+        """Insert ``task`` if the user is under the task limit and can pay for it, all under
+        the user's lock so that concurrent submits are counted one after another."""
+        user_id = task.user_id
+        async with self.database.sessionmaker() as session, session.begin():
+            # The first statement: on MariaDB the snapshot of the reads below must start
+            # after the lock, and on SQLite the write lock is taken at once.
+            balance = await self._lock_user(session, user_id)
+            active = await session.scalar(
+                select(func.count())
+                .select_from(ImageEditTask)
+                .where(ImageEditTask.user_id == user_id, ImageEditTask.status.in_(ACTIVE))
+            )
+            if (active or 0) >= self.settings.edit_max_queued_per_user:
+                raise TooManyTasks(
+                    f"At most {self.settings.edit_max_queued_per_user} unfinished edit "
+                    "tasks per user"
+                )
+            if cost > 0 and not await is_member(session, user_id):
+                await self._check_credits(session, user_id, balance, cost)
+            # A fresh instance per attempt: an object from a rolled-back session is stale.
+            queued = ImageEditTask(**{column: getattr(task, column) for column in _COLUMNS})
+            session.add(queued)
+        return queued
 
     async def _ensure_credits_row(self, user_id: int) -> None:
         """Create the user's ``user_credits`` row (balance 0) if missing: the lock's target."""

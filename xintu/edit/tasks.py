@@ -17,7 +17,7 @@ from taskiq import AsyncBroker, InMemoryBroker
 from taskiq.api import run_receiver_task
 from taskiq_redis import ListQueueBroker
 
-from xintu.background import every, run_in_background
+from xintu.background import GRACE_S, finish_or_cancel, run_every, run_in_background
 from xintu.config import Settings
 from xintu.db import Database
 from xintu.edit.providers import build_edit_chain
@@ -88,16 +88,13 @@ async def start_edit_runtime(
     if isinstance(broker, InMemoryBroker):
 
         async def wait_for_running() -> None:
-            # Stop in-flight edits on shutdown; their leases expire and they are redone.
-            for task in list(broker._running_tasks):
-                task.cancel()
-            await asyncio.gather(*broker._running_tasks, return_exceptions=True)
+            # In-flight edits get a grace period to finish; those cancelled after it are
+            # redone elsewhere when their leases expire.
+            await finish_or_cancel(list(broker._running_tasks), GRACE_S)
 
         stack.push_async_callback(wait_for_running)
-    run_in_background(stack, every(settings.edit_sweep_interval_s, service.sweep, "edit sweep"))
-    run_in_background(
-        stack, every(settings.edit_cleanup_interval_s, service.cleanup, "edit cleanup")
-    )
+    run_every(stack, settings.edit_sweep_interval_s, service.sweep, "edit sweep")
+    run_every(stack, settings.edit_cleanup_interval_s, service.cleanup, "edit cleanup")
     return service
 
 
