@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -28,7 +28,19 @@ T = TypeVar("T")
 
 # MySQL deadlock / lock wait timeout, PostgreSQL serialization failure / deadlock.
 _RETRYABLE_CODES = ("1213", "1205", "40001", "40P01")
-WRITE_ATTEMPTS = 4
+_WRITE_ATTEMPTS = 4
+
+
+async def retry_on_conflict(attempt_once: Callable[[], Awaitable[T]]) -> T:
+    """Run a transaction again (with backoff) when a concurrent one made it fail."""
+    for attempt in range(_WRITE_ATTEMPTS):
+        try:
+            return await attempt_once()
+        except DBAPIError as exc:
+            if attempt + 1 == _WRITE_ATTEMPTS or not is_retryable_conflict(exc):
+                raise
+            await asyncio.sleep(0.01 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def is_retryable_conflict(exc: DBAPIError) -> bool:

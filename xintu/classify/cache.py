@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from functools import partial
 from typing import Any, cast
 
 from cachetools import TTLCache
 from loguru import logger
 from redis.asyncio import Redis
-from sqlalchemy.exc import DBAPIError
 
 from xintu.classify import repository
 from xintu.classify.repository import CacheEntry
-from xintu.db import WRITE_ATTEMPTS, Database, is_retryable_conflict
+from xintu.db import Database, retry_on_conflict
 from xintu.inference.base import Prediction
 from xintu.models.base import utcnow
 
@@ -122,21 +122,21 @@ class ClassificationCache:
         # Writes for one hash queue up in this process; across processes a deadlock or
         # serialization failure (MySQL gap locks on a fresh key) is retried.
         async with self._hash_locks[int(image_hash[:8], 16) % len(self._hash_locks)]:
-            for attempt in range(WRITE_ATTEMPTS):
-                try:
-                    if server_verified:
-                        entry = await self._database.run(
-                            repository.record_verified, image_hash, values
-                        )
-                    else:
-                        entry = await self._database.run(
-                            repository.record_claim, image_hash, values, uploader, self._quorum
-                        )
-                    break
-                except DBAPIError as exc:
-                    if attempt + 1 == WRITE_ATTEMPTS or not is_retryable_conflict(exc):
-                        raise
-                    await asyncio.sleep(0.01 * 2**attempt)
+            if server_verified:
+                entry = await retry_on_conflict(
+                    partial(self._database.run, repository.record_verified, image_hash, values)
+                )
+            else:
+                entry = await retry_on_conflict(
+                    partial(
+                        self._database.run,
+                        repository.record_claim,
+                        image_hash,
+                        values,
+                        uploader,
+                        self._quorum,
+                    )
+                )
         await self._publish([entry])
         return entry
 

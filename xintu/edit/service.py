@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, BinaryIO, cast
 
 import orjson
@@ -38,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from xintu.billing.credits import InsufficientCredits, change_credits, is_member
 from xintu.config import Settings
-from xintu.db import WRITE_ATTEMPTS, Database, insert_ignoring_duplicates, is_retryable_conflict
+from xintu.db import Database, insert_ignoring_duplicates, retry_on_conflict
 from xintu.edit.local import run_local_edit
 from xintu.edit.operations import (
     OperationKind,
@@ -66,7 +67,6 @@ ACTIVE = (QUEUED, RUNNING)
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 _SWEEP_BATCH = 500
 _CREDITS = cast(Table, UserCredits.__table__)
-_COLUMNS = [column.key for column in ImageEditTask.__table__.columns]
 
 
 class TooManyTasks(AppError):
@@ -173,26 +173,28 @@ class EditService:
         cache_key = edit_cache_key(prepared.sha256, operation.id, params)
         now = utcnow()
         task_id = str(uuid.uuid4())
-        params_json = orjson.dumps(params).decode()
+        fields: dict[str, Any] = {
+            "id": task_id,
+            "user_id": user_id,
+            "operation": operation.id,
+            "params_json": orjson.dumps(params).decode(),
+            "cache_key": cache_key,
+            "attempts": 0,
+            "credits_charged": 0,
+            "created_at": now,
+        }
         async with self.database.sessionmaker() as session, session.begin():
             cached = await self._cached_result(session, cache_key, now)
             if cached is not None:
                 # Free and never queued: no limit or credit check to serialise.
                 task = ImageEditTask(
-                    id=task_id,
-                    user_id=user_id,
-                    operation=operation.id,
-                    params_json=params_json,
-                    cache_key=cache_key,
+                    **fields,
                     status=SUCCEEDED,
-                    attempts=0,
                     result_path=cached.result_path,
                     result_mime=cached.result_mime,
                     result_size=cached.result_size,
                     provider="cache",
-                    credits_charged=0,
                     credit_cost=0,
-                    created_at=now,
                     started_at=now,
                     finished_at=now,
                     expires_at=cached.expires_at,
@@ -205,41 +207,26 @@ class EditService:
         try:
             # Written before the lock is taken, so the lock is held for queries only.
             input_path = await asyncio.to_thread(self.store.write_input, task_id, data)
-            new_task = ImageEditTask(
-                id=task_id,
-                user_id=user_id,
-                operation=operation.id,
-                params_json=params_json,
-                cache_key=cache_key,
-                status=QUEUED,
-                attempts=0,
-                input_path=input_path,
-                credits_charged=0,
-                credit_cost=cost,
-                created_at=now,
-                available_at=now,
-                kicked_at=now,
-            )
+            fields |= {
+                "status": QUEUED,
+                "input_path": input_path,
+                "credit_cost": cost,
+                "available_at": now,
+                "kicked_at": now,
+            }
             # A deadlock with a worker's update (MariaDB gap locks) loses the whole
             # transaction: it is run again, limits and credits checked afresh.
-            for attempt in range(WRITE_ATTEMPTS):
-                try:
-                    task = await self._queue_if_allowed(new_task, cost)
-                    break
-                except DBAPIError as exc:
-                    if attempt + 1 == WRITE_ATTEMPTS or not is_retryable_conflict(exc):
-                        raise
-                    await asyncio.sleep(0.01 * 2**attempt)
+            task = await retry_on_conflict(partial(self._queue_if_allowed, fields, cost))
         except BaseException:
             self.store.delete(input_path)
             raise
         await self._send(task_id)
         return task
 
-    async def _queue_if_allowed(self, task: ImageEditTask, cost: int) -> ImageEditTask:
-        """Insert ``task`` if the user is under the task limit and can pay for it, all under
+    async def _queue_if_allowed(self, fields: dict[str, Any], cost: int) -> ImageEditTask:
+        """Insert the task if the user is under the task limit and can pay for it, all under
         the user's lock so that concurrent submits are counted one after another."""
-        user_id = task.user_id
+        user_id = fields["user_id"]
         async with self.database.sessionmaker() as session, session.begin():
             # The first statement: on MariaDB the snapshot of the reads below must start
             # after the lock, and on SQLite the write lock is taken at once.
@@ -256,8 +243,7 @@ class EditService:
                 )
             if cost > 0 and not await is_member(session, user_id):
                 await self._check_credits(session, user_id, balance, cost)
-            # A fresh instance per attempt: an object from a rolled-back session is stale.
-            queued = ImageEditTask(**{column: getattr(task, column) for column in _COLUMNS})
+            queued = ImageEditTask(**fields)
             session.add(queued)
         return queued
 
