@@ -101,7 +101,9 @@ async def test_order_needs_a_user_token(
             "/api/v1/billing/orders", json=order, headers={"X-User-ID": "o_buyer"}
         )
         assert_error(anonymous, 401, "not_authenticated")
-        admin = await client.post("/api/v1/billing/orders", json=order, headers=admin_headers(app))
+        admin = await client.post(
+            "/api/v1/billing/orders", json=order, headers=await admin_headers(app)
+        )
         assert_error(admin, 403, "forbidden")
         assert fake_wechatpay.orders == {}
 

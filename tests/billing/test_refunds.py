@@ -56,7 +56,7 @@ async def test_refund_returns_money_and_takes_credits_back(
     async with make_client(database_url=database_url, **settings) as (app, client):
         user_id, out_trade_no = await bought(app, client, fake_wechatpay)
         response = await client.post(
-            REFUNDS, json={"out_trade_no": out_trade_no}, headers=admin_headers(app)
+            REFUNDS, json={"out_trade_no": out_trade_no}, headers=await admin_headers(app)
         )
         assert response.status_code == 200, response.text
         body = response.json()
@@ -73,7 +73,7 @@ async def test_refund_returns_money_and_takes_credits_back(
             ("refund", -100),
         ]
         again = await client.post(
-            REFUNDS, json={"out_trade_no": out_trade_no}, headers=admin_headers(app)
+            REFUNDS, json={"out_trade_no": out_trade_no}, headers=await admin_headers(app)
         )
         assert_error(again, 409, "order_not_refundable")
 
@@ -86,7 +86,7 @@ async def test_refund_of_spent_credits_needs_force_and_stops_at_zero(
         user_id, out_trade_no = await bought(app, client, fake_wechatpay)
         await spend(app, user_id, 30)
         refused = await client.post(
-            REFUNDS, json={"out_trade_no": out_trade_no}, headers=admin_headers(app)
+            REFUNDS, json={"out_trade_no": out_trade_no}, headers=await admin_headers(app)
         )
         assert_error(refused, 409, "credits_already_spent")
         assert (await order_row(app, out_trade_no)).status == "paid"
@@ -95,7 +95,7 @@ async def test_refund_of_spent_credits_needs_force_and_stops_at_zero(
         forced = await client.post(
             REFUNDS,
             json={"out_trade_no": out_trade_no, "force": True, "reason": "complaint"},
-            headers=admin_headers(app),
+            headers=await admin_headers(app),
         )
         assert forced.status_code == 200, forced.text
         assert forced.json()["credits_taken_back"] == 70
@@ -112,14 +112,14 @@ async def test_refused_refund_is_undone(
         user_id, out_trade_no = await bought(app, client, fake_wechatpay)
         fake_wechatpay.mode = "error400"
         refused = await client.post(
-            REFUNDS, json={"out_trade_no": out_trade_no}, headers=admin_headers(app)
+            REFUNDS, json={"out_trade_no": out_trade_no}, headers=await admin_headers(app)
         )
         assert_error(refused, 502, "wechatpay_error")
         assert (await order_row(app, out_trade_no)).status == "paid"
         assert await balance(app, user_id) == 100
         fake_wechatpay.mode = "ok"
         retried = await client.post(
-            REFUNDS, json={"out_trade_no": out_trade_no}, headers=admin_headers(app)
+            REFUNDS, json={"out_trade_no": out_trade_no}, headers=await admin_headers(app)
         )
         assert retried.status_code == 200, retried.text
         assert await balance(app, user_id) == 0
@@ -133,14 +133,14 @@ async def test_unanswered_refund_stays_refunding_and_can_be_retried(
         user_id, out_trade_no = await bought(app, client, fake_wechatpay)
         fake_wechatpay.mode = "error500"
         unknown = await client.post(
-            REFUNDS, json={"out_trade_no": out_trade_no}, headers=admin_headers(app)
+            REFUNDS, json={"out_trade_no": out_trade_no}, headers=await admin_headers(app)
         )
         assert_error(unknown, 503, "payment_unavailable")
         assert (await order_row(app, out_trade_no)).status == "refunding"
         assert await balance(app, user_id) == 0
         fake_wechatpay.mode = "ok"
         retried = await client.post(
-            REFUNDS, json={"out_trade_no": out_trade_no}, headers=admin_headers(app)
+            REFUNDS, json={"out_trade_no": out_trade_no}, headers=await admin_headers(app)
         )
         assert retried.status_code == 200, retried.text
         assert (await order_row(app, out_trade_no)).status == "refunded"
@@ -154,7 +154,7 @@ async def test_membership_refund_takes_the_days_back(
     async with make_client(database_url=sqlite_url, **settings) as (app, client):
         user_id, out_trade_no = await bought(app, client, fake_wechatpay, "member_month")
         response = await client.post(
-            REFUNDS, json={"out_trade_no": out_trade_no}, headers=admin_headers(app)
+            REFUNDS, json={"out_trade_no": out_trade_no}, headers=await admin_headers(app)
         )
         assert response.status_code == 200, response.text
         until = await member_until(app, user_id)
@@ -169,11 +169,10 @@ async def test_concurrent_refunds_take_credits_back_once(
     async with make_client(database_url=database_url, **settings) as (app, client):
         user_id, out_trade_no = await bought(app, client, fake_wechatpay)
         await grant(app, user_id, 50)
+        admin = await admin_headers(app)
         responses = await asyncio.gather(
             *(
-                client.post(
-                    REFUNDS, json={"out_trade_no": out_trade_no}, headers=admin_headers(app)
-                )
+                client.post(REFUNDS, json={"out_trade_no": out_trade_no}, headers=admin)
                 for _ in range(5)
             )
         )
@@ -202,7 +201,7 @@ async def test_refunds_need_an_admin(
         )
         assert_error(as_user, 403, "forbidden")
         unknown = await client.post(
-            REFUNDS, json={"out_trade_no": "XTNOPE"}, headers=admin_headers(app)
+            REFUNDS, json={"out_trade_no": "XTNOPE"}, headers=await admin_headers(app)
         )
         assert_error(unknown, 404, "order_not_found")
         assert fake_wechatpay.refunds == {}
