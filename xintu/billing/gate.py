@@ -61,6 +61,9 @@ class BillingCreditGate:
                 return Reservation(user.id, reference)
         except (NotAuthenticated, InsufficientCredits):
             return None
+        except Exception:  # noqa: BLE001 - billing unreachable: degrade to cache and local
+            logger.exception("reserving a credit for user {} failed", caller.user_id)
+            return None
 
     async def release(self, reservation: Reservation, why: str) -> None:
         """Give a reserved credit back: no paid remote answer came of it. Never raises (the
