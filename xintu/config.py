@@ -12,6 +12,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# HS256 keys shorter than the hash output are guessable offline from any issued token.
+_MIN_JWT_SECRET_BYTES = 32
+
 
 class InferenceMode(StrEnum):
     hybrid = "hybrid"
@@ -176,6 +179,11 @@ class Settings(BaseSettings):
     edit_max_queued_per_user: int = 10
     edit_queue_name: str = "xintu:edit"
 
+    # Accounts and billing trust (docs/SECURITY.md): how long "this account is active" is
+    # believed, and how many unpaid orders one user may hold open.
+    account_status_ttl_s: float = Field(default=5.0, ge=0)
+    max_pending_orders_per_user: int = Field(default=5, ge=1)
+
     @field_validator("providers", "edit_providers", mode="before")
     @classmethod
     def _split_providers(cls, value: object) -> object:
@@ -196,6 +204,11 @@ class Settings(BaseSettings):
                         f"XINTU_{name.upper()} must be set when XINTU_ENVIRONMENT is "
                         f"{self.environment!r}: generated secrets live on one host only"
                     )
+            if len((self.jwt_secret or "").encode()) < _MIN_JWT_SECRET_BYTES:
+                raise ValueError(
+                    f"XINTU_JWT_SECRET must be at least {_MIN_JWT_SECRET_BYTES} bytes outside "
+                    "development: a short HS256 key can be brute-forced from one token"
+                )
             for name in ("wechat_api_base", "wechatpay_api_base"):
                 if not str(getattr(self, name)).startswith("https://"):
                     raise ValueError(f"XINTU_{name.upper()} must be https:// outside development")

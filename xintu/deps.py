@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from xintu.config import Settings
 from xintu.db import get_session
 from xintu.errors import Forbidden, NotAuthenticated
+from xintu.users.accounts import AccountStatus
 from xintu.users.security import TokenClaims, decode_access_token
 
 _MAX_LABEL = 128
@@ -101,22 +102,30 @@ def caller_of(request: Request) -> Caller:
 
 
 async def require_admin(
+    request: Request,
     claims: Annotated[TokenClaims | None, Depends(get_token_claims)],
 ) -> TokenClaims:
+    """An admin token whose admin still exists and is active (401 otherwise)."""
     if claims is None:
         raise NotAuthenticated()
     if claims.kind != "admin":
         raise Forbidden("An admin token is required")
+    accounts: AccountStatus = request.app.state.accounts
+    await accounts.require_admin(claims.subject_id)
     return claims
 
 
 async def require_user(
+    request: Request,
     claims: Annotated[TokenClaims | None, Depends(get_token_claims)],
 ) -> TokenClaims:
+    """A user token whose account exists, is active and was not merged (401 otherwise)."""
     if claims is None:
         raise NotAuthenticated()
     if claims.kind != "user":
         raise Forbidden("A user token is required")
+    accounts: AccountStatus = request.app.state.accounts
+    await accounts.require_user(claims.subject_id)
     return claims
 
 

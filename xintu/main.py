@@ -43,6 +43,7 @@ from xintu.stats.api import router as stats_router
 from xintu.stats.dashboard import install_dashboard
 from xintu.stats.metrics import install_metrics
 from xintu.stats.retention import purge_expired_logs
+from xintu.users.accounts import AccountStatus
 from xintu.users.api import router as users_router
 from xintu.users.crypto import DataCipher
 from xintu.users.wechat import WechatClient
@@ -104,6 +105,7 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
     database = Database(settings.database_url)
     stack.push_async_callback(database.dispose)
     app.state.db = database
+    app.state.accounts = AccountStatus(database.sessionmaker, settings.account_status_ttl_s)
 
     redis: Redis | None = None
     if settings.redis_url:

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from xintu.billing.credits import change_credits, get_balance
-from xintu.models import CreditLedger, PaymentRecord, WechatUser
+from xintu.models import AdminUser, CreditLedger, PaymentRecord, WechatUser
 from xintu.users.security import create_access_token
 
 
@@ -38,8 +38,18 @@ async def make_user(
     return user_id, {"Authorization": f"Bearer {token}"}
 
 
-def admin_headers(app: FastAPI) -> dict[str, str]:
-    token = create_access_token("admin", 1, app.state.settings.jwt_secret, timedelta(minutes=10))
+async def admin_headers(app: FastAPI, username: str = "ops") -> dict[str, str]:
+    """The bearer token of an active admin (created on first use)."""
+    async with app.state.db.sessionmaker.begin() as session:
+        admin = await session.scalar(select(AdminUser).where(AdminUser.username == username))
+        if admin is None:
+            admin = AdminUser(username=username, password_hash="-", is_active=True)
+            session.add(admin)
+            await session.flush()
+        admin_id = admin.id
+    token = create_access_token(
+        "admin", admin_id, app.state.settings.jwt_secret, timedelta(minutes=10)
+    )
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -19,7 +19,7 @@ from xintu.billing.credits import (
     InsufficientCredits,
     change_credits,
 )
-from xintu.billing.gate import BillingCreditGate, ledger_reference
+from xintu.billing.gate import BillingCreditGate
 from xintu.categories import Category
 from xintu.deps import Caller
 from xintu.inference.base import Prediction, PreparedImage
@@ -77,10 +77,10 @@ async def test_repeated_reference_is_recorded_once(
         assert await balance(app, user_id) == 4
 
 
-async def test_gate_lets_members_and_users_with_credits_use_remote(
-    make_client: AppFactory, sqlite_url: str
+async def test_gate_reserves_a_credit_except_for_members_and_releases_it_once(
+    make_client: AppFactory, database_url: str
 ) -> None:
-    async with make_client(database_url=sqlite_url) as (app, _):
+    async with make_client(database_url=database_url) as (app, _):
         gate = BillingCreditGate(app.state.db.sessionmaker)
         rich, _ = await make_user(app, openid="o_rich", credits=1)
         poor, _ = await make_user(app, openid="o_poor")
@@ -90,46 +90,23 @@ async def test_gate_lets_members_and_users_with_credits_use_remote(
         lapsed, _ = await make_user(
             app, openid="o_lapsed", member_until=utcnow() - timedelta(days=1)
         )
-        assert await gate.may_use_remote(caller_of(rich)) is True
-        assert await gate.may_use_remote(caller_of(poor)) is False
-        assert await gate.may_use_remote(caller_of(member)) is True
-        assert await gate.may_use_remote(caller_of(lapsed)) is False
-        assert await gate.may_use_remote(caller_of(None)) is False
-        assert await gate.may_use_remote(caller_of(999_999)) is False
-
-
-async def test_gate_charges_one_credit_except_members(
-    make_client: AppFactory, sqlite_url: str
-) -> None:
-    async with make_client(database_url=sqlite_url) as (app, _):
-        gate = BillingCreditGate(app.state.db.sessionmaker)
-        user, _ = await make_user(app, openid="o_user", credits=2)
-        member, _ = await make_user(
-            app, openid="o_member", member_until=utcnow() + timedelta(days=1)
-        )
-        await gate.charge_remote(caller_of(user), "classify:r1:" + "a" * 64)
-        await gate.charge_remote(caller_of(user), "classify:r1:" + "a" * 64)  # retried: once
-        await gate.charge_remote(caller_of(member), "classify:r2:x")
-        assert await balance(app, user) == 1
+        reservation = await gate.reserve_remote(caller_of(rich), "t")
+        assert reservation is not None
+        assert reservation.reference is not None
+        assert await balance(app, rich) == 0
+        assert await gate.reserve_remote(caller_of(rich), "t") is None  # nothing left
+        await gate.release(reservation, "unused")
+        await gate.release(reservation, "unused")  # released once only
+        assert await balance(app, rich) == 1
+        assert await ledger(app, rich) == [("grant", 1, 1), ("consume", -1, 0), ("release", 1, 1)]
+        assert await gate.reserve_remote(caller_of(poor), "t") is None
+        free = await gate.reserve_remote(caller_of(member), "t")
+        assert free is not None
+        assert free.reference is None
         assert await ledger(app, member) == []
-
-
-async def test_gate_records_unpaid_answer_when_balance_ran_out(
-    make_client: AppFactory, sqlite_url: str
-) -> None:
-    async with make_client(database_url=sqlite_url) as (app, _):
-        gate = BillingCreditGate(app.state.db.sessionmaker)
-        user, _ = await make_user(app, credits=0)
-        await gate.charge_remote(caller_of(user), "classify:late")  # must not raise
-        assert await balance(app, user) == 0
-        assert await ledger(app, user) == [("consume_unpaid", 0, 0)]
-
-
-def test_long_references_fit_the_ledger_column() -> None:
-    long = "classify:" + "r" * 36 + ":" + "f" * 64
-    assert len(ledger_reference(long)) <= 80
-    assert ledger_reference(long) == ledger_reference(long)
-    assert ledger_reference("short") == "short"
+        assert await gate.reserve_remote(caller_of(lapsed), "t") is None
+        assert await gate.reserve_remote(caller_of(None), "t") is None
+        assert await gate.reserve_remote(caller_of(999_999), "t") is None
 
 
 class FakeLocal:
@@ -171,6 +148,85 @@ async def test_billing_charges_remote_classification_and_falls_back_when_out_of_
         assert anonymous["data"]["inference_method"] == "local"
         assert fake_llm.calls == calls
         assert [kind for kind, _, _ in await ledger(app, user)] == ["grant", "consume"]
+
+
+async def test_attack_replayed_request_id_pays_for_every_remote_answer(
+    make_client: AppFactory, sqlite_url: str, fake_llm: FakeLLM
+) -> None:
+    """Issue 11: the charge was keyed on the client's X-Request-ID and a repeated key counted
+    as paid, so 30 remote answers cost 1 credit. The reference is now the server's own."""
+    settings = llm_settings(fake_llm, billing_enabled=True)
+    async with make_client(database_url=sqlite_url, **settings) as (app, client):
+        app.state.classifier.local = FakeLocal()
+        user, headers = await make_user(app, credits=20)
+        replayed = headers | {"X-Request-ID": "replayed-id-1"}
+        methods = [
+            (await _upload(client, replayed, seed))["data"]["inference_method"]
+            for seed in range(30)
+        ]
+        assert methods == ["remote"] * 20 + ["local"] * 10
+        assert await balance(app, user) == 0
+        entries = await ledger(app, user)
+        assert [kind for kind, _, _ in entries].count("consume") == 20
+        assert sum(delta for _, delta, _ in entries) == 0
+
+
+async def test_attack_concurrent_batches_get_no_more_remote_answers_than_credits(
+    make_client: AppFactory, database_url: str, fake_llm: FakeLLM
+) -> None:
+    """Issue 11: credits were checked before the remote call and charged after, so a user
+    with 2 credits got 8 remote answers from one batch of 20. Now a credit is reserved
+    before each call: 2 credits are 2 remote answers, across concurrent batches too."""
+    fake_llm.delay_s = 0.05
+    settings = llm_settings(fake_llm, billing_enabled=True, batch_concurrency=8)
+    async with make_client(database_url=database_url, **settings) as (app, client):
+        app.state.classifier.local = FakeLocal()
+        user, headers = await make_user(app, credits=2)
+
+        async def batch(first_seed: int) -> list[str]:
+            files = [
+                ("images", (f"{seed}.jpg", make_image(seed=seed), "image/jpeg"))
+                for seed in range(first_seed, first_seed + 20)
+            ]
+            response = await client.post("/api/v1/classify/batch", files=files, headers=headers)
+            assert response.status_code == 200, response.text
+            return [item["data"]["inference_method"] for item in response.json()["items"]]
+
+        results = await asyncio.gather(*(batch(start) for start in (100, 200, 300)))
+        methods = [method for result in results for method in result]
+        assert methods.count("remote") == 2
+        assert methods.count("local") == 58
+        assert fake_llm.calls == 2
+        assert await balance(app, user) == 0
+        entries = await ledger(app, user)
+        assert sum(delta for _, delta, _ in entries) == 0
+        kinds = [kind for kind, _, _ in entries]
+        assert kinds.count("consume") - kinds.count("release") == 2
+        assert all(after >= 0 for _, _, after in entries)
+
+
+async def test_failed_provider_gives_the_reserved_credit_back(
+    make_client: AppFactory, database_url: str, fake_llm: FakeLLM
+) -> None:
+    fake_llm.mode = "error500"
+    settings = llm_settings(fake_llm, billing_enabled=True, circuit_failure_threshold=100)
+    async with make_client(database_url=database_url, **settings) as (app, client):
+        app.state.classifier.local = FakeLocal()
+        user, headers = await make_user(app, credits=3)
+        for seed in range(3):
+            body = await _upload(client, headers, seed)
+            assert body["data"]["inference_method"] == "local"
+        assert fake_llm.calls == 3
+        assert await balance(app, user) == 3
+        assert [kind for kind, _, _ in await ledger(app, user)] == [
+            "grant",
+            "consume",
+            "release",
+            "consume",
+            "release",
+            "consume",
+            "release",
+        ]
 
 
 async def test_without_billing_remote_is_free(

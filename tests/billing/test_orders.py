@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from tests.billing.support import admin_headers, make_user, order_row
 from tests.conftest import AppFactory, wechatpay_settings
@@ -101,7 +101,9 @@ async def test_order_needs_a_user_token(
             "/api/v1/billing/orders", json=order, headers={"X-User-ID": "o_buyer"}
         )
         assert_error(anonymous, 401, "not_authenticated")
-        admin = await client.post("/api/v1/billing/orders", json=order, headers=admin_headers(app))
+        admin = await client.post(
+            "/api/v1/billing/orders", json=order, headers=await admin_headers(app)
+        )
         assert_error(admin, 403, "forbidden")
         assert fake_wechatpay.orders == {}
 
@@ -259,3 +261,45 @@ async def test_background_closer_closes_expired_orders(
             await asyncio.sleep(0.05)
         assert (await order_row(app, out_trade_no)).status == "closed"
         assert fake_wechatpay.closed == [out_trade_no]
+
+
+async def pending_orders(app: FastAPI, user_id: int) -> int:
+    async with app.state.db.sessionmaker() as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(PaymentRecord)
+            .where(PaymentRecord.user_id == user_id, PaymentRecord.status == "pending")
+        )
+    return int(count or 0)
+
+
+async def test_attack_pending_orders_per_user_are_capped(
+    make_client: AppFactory, database_url: str, fake_wechatpay: FakeWechatPay, tmp_path: Path
+) -> None:
+    """Issue 11: a user could open unpaid orders without limit (rows here, prepays at WeChat
+    Pay). Concurrent requests count each other: exactly the cap is created."""
+    settings = wechatpay_settings(fake_wechatpay, tmp_path / "keys", max_pending_orders_per_user=3)
+    async with make_client(database_url=database_url, **settings) as (app, client):
+        user_id, headers = await make_user(app, openid="o_many")
+        order = {"product_id": "credits_100", "trade_type": "native"}
+        responses = await asyncio.gather(
+            *(client.post("/api/v1/billing/orders", json=order, headers=headers) for _ in range(8))
+        )
+        codes = sorted(response.status_code for response in responses)
+        assert codes == [200] * 3 + [429] * 5, [response.text for response in responses]
+        for response in responses:
+            if response.status_code == 429:
+                assert_error(response, 429, "too_many_pending_orders")
+        assert await pending_orders(app, user_id) == 3
+        assert len(fake_wechatpay.orders) == 3
+        # Once one is paid, there is room for another.
+        paid = next(r.json()["out_trade_no"] for r in responses if r.status_code == 200)
+        async with app.state.db.sessionmaker.begin() as session:
+            await session.execute(
+                update(PaymentRecord)
+                .where(PaymentRecord.out_trade_no == paid)
+                .values(status="paid")
+            )
+        again = await client.post("/api/v1/billing/orders", json=order, headers=headers)
+        assert again.status_code == 200, again.text
+        assert await pending_orders(app, user_id) == 3

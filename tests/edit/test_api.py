@@ -125,19 +125,16 @@ async def test_identical_request_answers_from_the_edit_cache_without_charging(
     settings = edit_settings(billing_enabled=True)
     async with make_client(database_url=database_url, **settings) as (app, client):
         user_id, headers = await new_user(app, credits=5)
-        _, other_headers = await new_user(app, credits=5)
         image = photo(seed=3)
         first = await submit(client, headers, image, "cartoon", json.dumps({"levels": 8}))
         await wait_finished(client, headers, first.json()["task_id"])
         assert await balance(app, user_id) == 4
         # Same image, same canonical params ({} means the defaults): answered at once.
         again = await submit(client, headers, image, "cartoon", "{}")
-        by_other = await submit(client, other_headers, image, "cartoon", '{"levels": 8}')
         different = await submit(client, headers, image, "cartoon", '{"levels": 4}')
         assert again.status_code == 202
         assert again.json()["status"] == "succeeded"
         assert again.json()["from_cache"] is True
-        assert by_other.json()["from_cache"] is True
         assert different.json()["status"] == "queued"
         cached = await client.get(f"/api/v1/edit/tasks/{again.json()['task_id']}", headers=headers)
         first_result = await client.get(
@@ -148,6 +145,65 @@ async def test_identical_request_answers_from_the_edit_cache_without_charging(
         assert await balance(app, user_id) == 3  # the first and the different one, not the hit
     assert cached.json()["credits_charged"] == 0
     assert cached_result.content == first_result.content
+
+
+async def test_attack_another_users_edit_is_a_charged_copy_that_reveals_nothing(
+    make_client: AppFactory, database_url: str
+) -> None:
+    """Issue 11: the edit cache handed user A's finished edit to anyone submitting the same
+    image, operation and params, for free and marked as a cache answer. Now B's task is
+    queued and charged like a fresh edit, B downloads a copy made for B's own task, and no
+    answer differs from a fresh edit's."""
+    settings = edit_settings(billing_enabled=True)
+    async with make_client(database_url=database_url, **settings) as (app, client):
+        owner_id, owner = await new_user(app, credits=5)
+        other_id, other = await new_user(app, credits=5)
+        image = photo(seed=4)
+        first = (await submit(client, owner, image, "cartoon", '{"levels": 8}')).json()
+        await wait_finished(client, owner, first["task_id"])
+        submitted = await submit(client, other, image, "cartoon", '{"levels": 8}')
+        assert submitted.status_code == 202
+        assert (submitted.json()["status"], submitted.json()["from_cache"]) == ("queued", False)
+        task = await wait_finished(client, other, submitted.json()["task_id"])
+        assert task["status"] == "succeeded"
+        assert (task["from_cache"], task["credits_charged"]) == (False, 1)
+        copy = await client.get(task["result_url"], headers=other)
+        original = await client.get(f"/api/v1/edit/tasks/{first['task_id']}/result", headers=owner)
+        assert copy.status_code == 200
+        assert copy.content == original.content
+        assert await balance(app, other_id) == 4
+        assert await balance(app, owner_id) == 4
+        # The owner's task is still the owner's alone; each task has its own file.
+        stolen = await client.get(f"/api/v1/edit/tasks/{first['task_id']}/result", headers=other)
+        assert_error(stolen, 404, "task_not_found")
+        async with app.state.db.sessionmaker() as session:
+            paths = set(
+                (
+                    await session.scalars(
+                        select(ImageEditTask.result_path).where(
+                            ImageEditTask.id.in_([first["task_id"], task["task_id"]])
+                        )
+                    )
+                ).all()
+            )
+        assert len(paths) == 2
+        # Deleting the owner's result later does not take the copy away.
+        async with app.state.db.sessionmaker() as session, session.begin():
+            await session.execute(
+                update(ImageEditTask)
+                .where(ImageEditTask.id == first["task_id"])
+                .values(expires_at=utcnow() - timedelta(seconds=1))
+            )
+        assert await app.state.edit.cleanup() == 1
+        assert (await client.get(task["result_url"], headers=other)).content == copy.content
+        # Without credits the same request is refused like any paid edit.
+        poor_id, poor = await new_user(app)
+        assert_error(
+            await submit(client, poor, image, "cartoon", '{"levels": 8}'),
+            402,
+            "insufficient_credits",
+        )
+        assert await balance(app, poor_id) == 0
 
 
 async def test_another_users_task_is_not_found(make_client: AppFactory, database_url: str) -> None:

@@ -98,6 +98,53 @@ async def test_wrong_password_unknown_user_and_inactive_admin_get_401(
         assert empty.status_code == 422
 
 
+async def test_deactivated_admins_token_stops_reading_statistics(
+    make_client: AppFactory, database_url: str
+) -> None:
+    async with make_client(database_url=database_url, **ADMIN) as (app, client):
+        headers = await admin_headers(client)
+        assert (await client.get("/api/v1/stats/today", headers=headers)).status_code == 200
+        async with app.state.db.engine.begin() as connection:
+            await connection.execute(update(AdminUser).values(is_active=False))
+            admin_id = await connection.scalar(select(AdminUser.id))
+        # Another process disabled the admin: this one believes its cached answer for at most
+        # XINTU_ACCOUNT_STATUS_TTL_S seconds; forgetting it here skips the wait.
+        app.state.accounts.forget_admin(admin_id)
+        response = await client.get("/api/v1/stats/today", headers=headers)
+        assert (response.status_code, response.json()["code"]) == (401, "not_authenticated")
+
+
+async def test_admin_token_naming_no_admin_is_refused(
+    make_client: AppFactory, database_url: str
+) -> None:
+    async with make_client(database_url=database_url, **ADMIN) as (app, client):
+        token = create_access_token(
+            "admin", 987_654, app.state.settings.jwt_secret, timedelta(minutes=5)
+        )
+        for path in STATS_PATHS:
+            response = await client.get(
+                f"/api/v1/stats/{path}", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert (response.status_code, response.json()["code"]) == (401, "not_authenticated")
+
+
+async def test_admin_status_is_cached_for_seconds_only(
+    make_client: AppFactory, sqlite_url: str
+) -> None:
+    """With the TTL at 0 every request reads the account: a disabled admin is refused at
+    the very next request, with no invalidation at all."""
+    async with make_client(database_url=sqlite_url, account_status_ttl_s=0, **ADMIN) as (
+        app,
+        client,
+    ):
+        headers = await admin_headers(client)
+        assert (await client.get("/api/v1/stats/today", headers=headers)).status_code == 200
+        async with app.state.db.engine.begin() as connection:
+            await connection.execute(update(AdminUser).values(is_active=False))
+        response = await client.get("/api/v1/stats/today", headers=headers)
+        assert response.status_code == 401
+
+
 async def test_admin_login_is_rate_limited_per_ip(make_client: AppFactory, sqlite_url: str) -> None:
     async with make_client(database_url=sqlite_url, rate_limit_admin_login="2/minute", **ADMIN) as (
         _,

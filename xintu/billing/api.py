@@ -48,6 +48,7 @@ async def products(settings: SettingsDep) -> ProductsOut:
         Forbidden,
         service.UnknownProduct,
         service.OpenidRequired,
+        service.TooManyPendingOrders,
         PaymentUnavailable,
         WechatPayError,
     ),

@@ -42,6 +42,7 @@ class OrderOut(BaseModel):
     expires_at: datetime | None
     paid_at: datetime | None
     refunded_fen: int
+    refund_status: str | None = None
 
 
 class LedgerEntryOut(BaseModel):

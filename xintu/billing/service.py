@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -52,6 +52,12 @@ class OpenidRequired(AppError):
     status_code = 409
     code = "openid_required"
     detail = "JSAPI payment needs a WeChat login (openid); guests can pay by QR code (native)"
+
+
+class TooManyPendingOrders(AppError):
+    status_code = 429
+    code = "too_many_pending_orders"
+    detail = "Too many unpaid orders; pay or wait for one to expire first"
 
 
 class OrderNotFound(NotFound):
@@ -102,6 +108,7 @@ def order_view(order: PaymentRecord) -> dict[str, Any]:
         "expires_at": order.expires_at,
         "paid_at": order.paid_at,
         "refunded_fen": order.refunded_fen,
+        "refund_status": order.refund_status,
     }
 
 
@@ -122,7 +129,16 @@ async def create_order(
     product = billing.product(product_id)
     wechatpay = billing.require_wechatpay()
     async with billing.sessionmaker.begin() as session:
+        await _lock_user_orders(session, user_id)
         user = await resolve_user(session, user_id)
+        pending = await session.scalar(
+            select(func.count())
+            .select_from(PaymentRecord)
+            .where(PaymentRecord.user_id == user.id, PaymentRecord.status == "pending")
+        )
+        limit = billing.settings.max_pending_orders_per_user
+        if (pending or 0) >= limit:
+            raise TooManyPendingOrders(f"At most {limit} unpaid orders per user")
         openid: str | None = None
         appid = wechatpay.appid
         if trade_type == "jsapi":
@@ -172,6 +188,19 @@ async def create_order(
     if trade_type == "jsapi":
         view["pay_params"] = wechatpay.pay_params(appid, value)
     return view
+
+
+async def _lock_user_orders(session: AsyncSession, user_id: int) -> None:
+    """Serialise one user's order creation until the transaction ends, so that concurrent
+    requests count each other's pending orders: a no-op UPDATE of the user's row, the
+    transaction's first statement (a row lock on MariaDB/PostgreSQL, the write lock on
+    SQLite; on MariaDB the snapshot of the count after it starts after the lock)."""
+    await session.execute(
+        update(WechatUser)
+        .where(WechatUser.id == user_id)
+        .values(is_active=WechatUser.is_active)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def get_order(billing: Billing, user_id: int, out_trade_no: str) -> dict[str, Any]:
@@ -238,12 +267,13 @@ async def handle_notify(billing: Billing, headers: dict[str, str], body: bytes) 
         raise CallbackRejected("the callback body is not a WeChat Pay notification") from exc
     if not isinstance(resource, dict):
         raise CallbackRejected("the callback's resource is not an object")
-    transaction = billing.wechatpay.decrypt_resource(resource)
+    decrypted = billing.wechatpay.decrypt_resource(resource)
+    if event_type.startswith("REFUND."):
+        return await apply_refund_notification(billing, decrypted)
     if event_type != "TRANSACTION.SUCCESS":
-        # Refund results and other events need no change here; acknowledge them.
         logger.info("WeChat Pay event {} acknowledged", event_type[:40])
         return "ignored"
-    return await apply_transaction(billing, transaction)
+    return await apply_transaction(billing, decrypted)
 
 
 async def apply_transaction(billing: Billing, transaction: dict[str, Any]) -> str:
@@ -384,10 +414,10 @@ async def close_expired_orders(billing: Billing, limit: int = 100) -> int:
 async def refund_order(
     billing: Billing, out_trade_no: str, reason: str, force: bool
 ) -> dict[str, Any]:
-    """Refund a paid order in full and take back what it granted (see docs/BILLING.md)."""
+    """Refund a paid order in full and take back what it granted (see docs/BILLING.md).
+    The order is ``refunded`` only once WeChat Pay says SUCCESS; until then ``refunding``."""
     wechatpay = billing.require_wechatpay()
-    taken, shortfall = 0, 0
-    previous_member_until: datetime | None = None
+    shortfall = 0
     async with billing.sessionmaker.begin() as session:
         order = await session.scalar(
             select(PaymentRecord)
@@ -399,52 +429,19 @@ async def refund_order(
         if order.status not in ("paid", "refunding"):
             raise OrderNotRefundable(f"Order {out_trade_no} is {order.status}")
         first_attempt = order.status == "paid"
+        refund_no = order.refund_no or f"R{out_trade_no}"
         if first_attempt:
-            # The conditional UPDATE lets one of two concurrent refunds through.
-            claimed = await session.execute(
-                update(PaymentRecord)
-                .where(PaymentRecord.id == order.id, PaymentRecord.status == "paid")
-                .values(status="refunding", refund_no=f"R{out_trade_no}", updated_at=utcnow())
-            )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                raise OrderNotRefundable(f"Order {out_trade_no} is already being refunded")
-            product = billing.product(order.product_id)
-            user = await session.get(WechatUser, order.user_id, with_for_update=True)
-            assert user is not None
-            if product.kind == "credits":
-                balance = await get_balance(session, order.user_id)
-                taken = min(product.credits, balance)
-                shortfall = product.credits - taken
-                if shortfall and not force:
-                    raise CreditsAlreadySpent(
-                        f"{shortfall} of the order's {product.credits} credits are spent"
-                    )
-            else:
-                previous_member_until = user.member_until
-                if user.member_until is not None:
-                    user.member_until = max(
-                        utcnow(), user.member_until - timedelta(days=product.member_days)
-                    )
-            note = f"refund of {out_trade_no}: {reason}"[:200]
-            if shortfall:
-                note = f"refund of {out_trade_no}; {shortfall} credits were already spent"
-            # A refused refund is undone and may be tried again: each attempt its own entry.
-            await change_credits(
-                session,
-                order.user_id,
-                -taken,
-                kind="refund",
-                reason=note,
-                reference=f"{out_trade_no}:{secrets.token_hex(4)}",
-            )
-        order_id, user_id, amount_fen = order.id, order.user_id, order.amount_fen
-        refund_no = f"R{out_trade_no}"
+            # A refund that ended CLOSED cannot be reopened: a new attempt needs a new number.
+            if order.refund_no is not None:
+                refund_no = f"R{out_trade_no}-{secrets.token_hex(3)}"
+            shortfall = await _take_back(session, billing, order, refund_no, reason, force)
+        order_id, amount_fen = order.id, order.amount_fen
     try:
         answer = await wechatpay.refund(out_trade_no, refund_no, amount_fen, amount_fen, reason)
     except WechatPayError:
         # A definite refusal: nothing was refunded, so undo our side.
         if first_attempt:
-            await _undo_refund(billing, order_id, user_id, taken, previous_member_until)
+            await _give_back(billing, order_id, refund_no, "WeChat Pay refused the refund", None)
         raise
     except PaymentUnavailable as exc:
         # Unknown outcome: stay "refunding"; a retry repeats the same out_refund_no, which
@@ -452,51 +449,167 @@ async def refund_order(
         raise PaymentUnavailable(
             "WeChat Pay did not answer; the order stays 'refunding', retry the refund"
         ) from exc
-    async with billing.sessionmaker.begin() as session:
-        await session.execute(
-            update(PaymentRecord)
-            .where(PaymentRecord.id == order_id)
-            .values(status="refunded", refunded_fen=amount_fen, updated_at=utcnow())
-        )
-        balance = await get_balance(session, user_id)
-        user = await session.get(WechatUser, user_id)
+    refund_status = str(answer.get("status", ""))
+    await apply_refund_status(billing, order_id, refund_no, refund_status)
+    async with billing.sessionmaker() as session:
+        order = await session.get(PaymentRecord, order_id)
+        assert order is not None
+        balance = await get_balance(session, order.user_id)
+        user = await session.get(WechatUser, order.user_id)
         assert user is not None
     return {
         "out_trade_no": out_trade_no,
         "out_refund_no": refund_no,
-        "status": "refunded",
-        "refund_status": str(answer.get("status", "")),
-        "refunded_fen": amount_fen,
-        "credits_taken_back": taken,
+        "status": order.status,
+        "refund_status": order.refund_status or refund_status,
+        "refunded_fen": order.refunded_fen,
+        "credits_taken_back": order.refund_credits_taken,
         "credits_shortfall": shortfall,
         "balance": balance,
         "member_until": user.member_until,
     }
 
 
-async def _undo_refund(
+async def _take_back(
+    session: AsyncSession,
     billing: Billing,
-    order_id: int,
-    user_id: int,
-    taken: int,
-    previous_member_until: datetime | None,
-) -> None:
+    order: PaymentRecord,
+    refund_no: str,
+    reason: str,
+    force: bool,
+) -> int:
+    """Move a paid order to ``refunding`` and take back what it granted, recording how much
+    on the order; returns the credits that were already spent (the shortfall)."""
+    # The conditional UPDATE lets one of two concurrent refunds through.
+    claimed = await session.execute(
+        update(PaymentRecord)
+        .where(PaymentRecord.id == order.id, PaymentRecord.status == "paid")
+        .values(status="refunding", refund_no=refund_no, refund_status=None, updated_at=utcnow())
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise OrderNotRefundable(f"Order {order.out_trade_no} is already being refunded")
+    product = billing.product(order.product_id)
+    user = await session.get(WechatUser, order.user_id, with_for_update=True)
+    assert user is not None
+    taken, shortfall, member_seconds = 0, 0, 0
+    if product.kind == "credits":
+        balance = await get_balance(session, order.user_id)
+        taken = min(product.credits, balance)
+        shortfall = product.credits - taken
+        if shortfall and not force:
+            raise CreditsAlreadySpent(
+                f"{shortfall} of the order's {product.credits} credits are spent"
+            )
+    elif user.member_until is not None:
+        shortened = max(utcnow(), user.member_until - timedelta(days=product.member_days))
+        member_seconds = max(0, int((user.member_until - shortened).total_seconds()))
+        user.member_until = shortened
+    note = f"refund of {order.out_trade_no}: {reason}"[:200]
+    if shortfall:
+        note = f"refund of {order.out_trade_no}; {shortfall} credits were already spent"
+    await change_credits(
+        session, order.user_id, -taken, kind="refund", reason=note, reference=refund_no
+    )
+    await session.execute(
+        update(PaymentRecord)
+        .where(PaymentRecord.id == order.id)
+        .values(refund_credits_taken=taken, refund_member_seconds_taken=member_seconds)
+    )
+    return shortfall
+
+
+async def _give_back(
+    billing: Billing, order_id: int, refund_no: str, why: str, refund_status: str | None
+) -> bool:
+    """The refund did not happen (refused, or ended CLOSED): the order is ``paid`` again and
+    the user gets back exactly what the refund took. At most once per refund number."""
     async with billing.sessionmaker.begin() as session:
-        order = await session.get(PaymentRecord, order_id, with_for_update=True)
+        undone = await session.execute(
+            update(PaymentRecord)
+            .where(
+                PaymentRecord.id == order_id,
+                PaymentRecord.status == "refunding",
+                PaymentRecord.refund_no == refund_no,
+            )
+            .values(status="paid", refund_status=refund_status, updated_at=utcnow())
+        )
+        if undone.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        order = await session.get(PaymentRecord, order_id, populate_existing=True)
         assert order is not None
-        order.status = "paid"
-        if previous_member_until is not None:
-            user = await session.get(WechatUser, user_id, with_for_update=True)
+        if order.refund_member_seconds_taken:
+            user = await session.get(WechatUser, order.user_id, with_for_update=True)
             assert user is not None
-            user.member_until = previous_member_until
+            start = user.member_until if is_active_member(user.member_until) else utcnow()
+            assert start is not None
+            user.member_until = start + timedelta(seconds=order.refund_member_seconds_taken)
         await change_credits(
             session,
-            user_id,
-            taken,
+            order.user_id,
+            order.refund_credits_taken,
             kind="refund_undo",
-            reason="WeChat Pay refused the refund",
-            reference=f"{order.out_trade_no}:{secrets.token_hex(4)}",
+            reason=why[:200],
+            reference=refund_no,
         )
+    return True
+
+
+async def apply_refund_status(
+    billing: Billing, order_id: int, refund_no: str, refund_status: str
+) -> str:
+    """Apply WeChat Pay's word on refund ``refund_no`` (from its answer, a callback or a
+    retry), idempotently: SUCCESS → ``refunded``; CLOSED → ``paid`` again with what was taken
+    given back; PROCESSING and ABNORMAL (money stuck; an operator must act at WeChat Pay)
+    leave the order ``refunding`` with the status recorded. Returns the order's status."""
+    if refund_status == "CLOSED":
+        await _give_back(billing, order_id, refund_no, "WeChat Pay closed the refund", "CLOSED")
+    else:
+        values: dict[str, Any] = {"refund_status": refund_status[:16], "updated_at": utcnow()}
+        if refund_status == "SUCCESS":
+            values |= {"status": "refunded", "refunded_fen": PaymentRecord.amount_fen}
+        elif refund_status == "ABNORMAL":
+            logger.error("refund {} is ABNORMAL: handle it at WeChat Pay", refund_no)
+        async with billing.sessionmaker.begin() as session:
+            await session.execute(
+                update(PaymentRecord)
+                .where(
+                    PaymentRecord.id == order_id,
+                    PaymentRecord.status == "refunding",
+                    PaymentRecord.refund_no == refund_no,
+                )
+                .values(**values)
+            )
+    async with billing.sessionmaker() as session:
+        status = await session.scalar(
+            select(PaymentRecord.status).where(PaymentRecord.id == order_id)
+        )
+    return str(status)
+
+
+async def apply_refund_notification(billing: Billing, refund: dict[str, Any]) -> str:
+    """A ``REFUND.*`` callback's decrypted resource: checked against our refund, applied once.
+    A refund we did not start (made at the merchant platform) is acknowledged unchanged."""
+    wechatpay = billing.require_wechatpay()
+    out_trade_no = str(refund.get("out_trade_no", ""))
+    refund_no = str(refund.get("out_refund_no", ""))
+    if refund.get("mchid") != wechatpay.mchid:
+        raise CallbackRejected(f"mchid does not match for refund {refund_no[:64]!r}")
+    async with billing.sessionmaker() as session:
+        order = await session.scalar(
+            select(PaymentRecord).where(PaymentRecord.out_trade_no == out_trade_no)
+        )
+    if order is None:
+        raise CallbackRejected(f"unknown order {out_trade_no[:32]!r}")
+    if order.refund_no != refund_no:
+        logger.warning("refund {} of order {} was not started here", refund_no[:64], out_trade_no)
+        return "unknown_refund"
+    amount = refund.get("amount")
+    refunded = amount.get("refund") if isinstance(amount, dict) else None
+    if refunded != order.amount_fen:
+        raise CallbackRejected(f"refund amount does not match order {out_trade_no!r}")
+    return await apply_refund_status(
+        billing, order.id, refund_no, str(refund.get("refund_status", ""))
+    )
 
 
 # -- balance ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
+from xintu.billing.gate import Reservation
 from xintu.categories import category_name
 from xintu.classify.cache import CacheEntry, ClassificationCache
 from xintu.classify.singleflight import SingleFlight
@@ -30,11 +31,12 @@ _THREAD_HASH_BYTES = 1024 * 1024
 
 
 class CreditGate(Protocol):
-    """Billing's say in classification (DESIGN §7); absent when billing is disabled."""
+    """Billing's say in classification (DESIGN §7); absent when billing is disabled. A
+    credit is reserved before a remote call and released when no paid answer came of it."""
 
-    async def may_use_remote(self, caller: Caller) -> bool: ...
+    async def reserve_remote(self, caller: Caller, note: str) -> Reservation | None: ...
 
-    async def charge_remote(self, caller: Caller, reference: str) -> None: ...
+    async def release(self, reservation: Reservation, why: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +190,7 @@ class ClassificationService:
 
         image = await asyncio.to_thread(prepare_image, upload.data, self.settings.max_image_pixels)
         prediction, leader = await self.flights.run(
-            image.sha256, lambda: self._infer(image, caller)
+            image.sha256, lambda: self._infer(image, caller, request_id)
         )
         if self._cacheable(prediction):
             await self.cache.record(
@@ -206,8 +208,6 @@ class ClassificationService:
                 prediction.input_tokens,
                 prediction.output_tokens,
             )
-            if method == "remote" and self.credit_gate is not None:
-                await self.credit_gate.charge_remote(caller, f"classify:{request_id}:{key}")
         else:
             # Answered by a concurrent identical upload's inference: nothing was paid for it.
             method, cost = "cache", Decimal(0)
@@ -282,14 +282,25 @@ class ClassificationService:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    async def _infer(self, image: PreparedImage, caller: Caller) -> Prediction:
-        allow_remote = True
-        if self.credit_gate is not None:
-            allow_remote = await self.credit_gate.may_use_remote(caller)
+    async def _infer(self, image: PreparedImage, caller: Caller, request_id: str) -> Prediction:
+        """Inference for a cache miss. With billing, a remote call needs a credit reserved
+        first; the credit goes back unless a remote provider gave the answer."""
+        gate = self.credit_gate
+        reservation = None
+        if gate is not None and self.classifier.offers_remote:
+            reservation = await gate.reserve_remote(caller, f"request {request_id}")
+        allow_remote = gate is None or reservation is not None
         try:
-            return await self.classifier.classify(image, allow_remote=allow_remote)
-        except NoClassifierAnswered as exc:
-            raise NoClassifierAvailable(f"No classifier could answer: {exc}") from exc
+            prediction = await self.classifier.classify(image, allow_remote=allow_remote)
+        except BaseException as exc:
+            if reservation is not None and gate is not None:
+                await gate.release(reservation, "no classifier answered")
+            if isinstance(exc, NoClassifierAnswered):
+                raise NoClassifierAvailable(f"No classifier could answer: {exc}") from exc
+            raise
+        if reservation is not None and gate is not None and prediction.inference_method != "remote":
+            await gate.release(reservation, f"answered by {prediction.inference_method}")
+        return prediction
 
     def _cacheable(self, prediction: Prediction) -> bool:
         """DESIGN §6: remote answers always; local answers only in ``local_only`` mode, so

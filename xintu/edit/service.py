@@ -121,6 +121,7 @@ class ClaimedTask:
     params: dict[str, Any]
     input_path: str | None
     credit_cost: int
+    cache_key: str
 
 
 Kick = Callable[[str], Awaitable[None]]
@@ -164,7 +165,9 @@ class EditService:
     async def submit(
         self, user_id: int, data: bytes, operation_id: str, params_raw: str | None
     ) -> ImageEditTask:
-        """Create a task (202) or answer from the edit cache (a task that already succeeded)."""
+        """Create a task (202), or answer at once, free, when this user already made the same
+        edit. Another user's identical result is reused by the worker instead (see
+        ``_reuse_result``): queued and charged like any edit, nothing shows where it came from."""
         operation = get_operation(operation_id)
         params = parse_params(operation, params_raw)
         if operation.kind is OperationKind.remote and not self.chain.available:
@@ -184,7 +187,7 @@ class EditService:
             "created_at": now,
         }
         async with self.database.sessionmaker() as session, session.begin():
-            cached = await self._cached_result(session, cache_key, now)
+            cached = await self._cached_result(session, cache_key, now, user_id=user_id)
             if cached is not None:
                 # Free and never queued: no limit or credit check to serialise.
                 task = ImageEditTask(
@@ -303,19 +306,21 @@ class EditService:
         return int(balance)
 
     async def _cached_result(
-        self, session: AsyncSession, cache_key: str, now: datetime
+        self, session: AsyncSession, cache_key: str, now: datetime, *, user_id: int | None
     ) -> ImageEditTask | None:
-        rows = await session.scalars(
-            select(ImageEditTask)
-            .where(
-                ImageEditTask.cache_key == cache_key,
-                ImageEditTask.status == SUCCEEDED,
-                ImageEditTask.result_path.is_not(None),
-                ImageEditTask.expires_at > now + timedelta(minutes=1),
-            )
-            .order_by(ImageEditTask.expires_at.desc())
-            .limit(3)
+        """A live result of this edit: the user's own (``user_id``), or anyone's (None)."""
+        statement = select(ImageEditTask).where(
+            ImageEditTask.cache_key == cache_key,
+            ImageEditTask.status == SUCCEEDED,
+            ImageEditTask.result_path.is_not(None),
+            ImageEditTask.expires_at > now + timedelta(minutes=1),
         )
+        if user_id is not None:
+            statement = statement.where(ImageEditTask.user_id == user_id)
+        else:
+            # A user's free repeat shares that user's file; only originals are copied.
+            statement = statement.where(ImageEditTask.provider != "cache")
+        rows = await session.scalars(statement.order_by(ImageEditTask.expires_at.desc()).limit(3))
         for row in rows:
             if row.result_path and self.store.exists(row.result_path):
                 return row
@@ -465,6 +470,7 @@ class EditService:
                 params=orjson.loads(task.params_json),
                 input_path=task.input_path,
                 credit_cost=task.credit_cost,
+                cache_key=task.cache_key,
             )
 
     async def _renew_lease(self, claimed: ClaimedTask, job: asyncio.Task[Any]) -> None:
@@ -499,6 +505,9 @@ class EditService:
         try:
             if not claimed.input_path or not self.store.exists(claimed.input_path):
                 raise _PermanentFailure("The uploaded image is no longer available")
+            reused = await self._reuse_result(claimed)
+            if reused is not None:
+                return "ok", reused
             data = await asyncio.to_thread(self.store.read, claimed.input_path)
             operation = get_operation(claimed.operation)
             if operation.kind is OperationKind.local:
@@ -530,6 +539,20 @@ class EditService:
         except Exception as exc:
             logger.exception("edit task {} crashed", claimed.id)
             return "fail", f"The edit failed: {type(exc).__name__}"
+
+    async def _reuse_result(self, claimed: ClaimedTask) -> tuple[bytes, str, str] | None:
+        """Another user's live result of the same edit, to be copied instead of redone: the
+        saving stays, but the copy belongs to this task (its own file and expiry), is charged
+        as this edit, and names the provider that made it, not the cache."""
+        async with self.database.sessionmaker() as session:
+            source = await self._cached_result(session, claimed.cache_key, utcnow(), user_id=None)
+        if source is None or source.result_path is None or source.id == claimed.id:
+            return None
+        try:
+            data = await asyncio.to_thread(self.store.read, source.result_path)
+        except FileNotFoundError:
+            return None  # cleaned up meanwhile: edit afresh
+        return data, source.result_mime or "image/jpeg", source.provider or "local"
 
     async def _record(self, claimed: ClaimedTask, outcome: tuple[str, Any]) -> None:
         kind, value = outcome

@@ -92,6 +92,11 @@ class HybridClassifier:
         return [slot for slot in self.remote if slot.configured]
 
     @property
+    def offers_remote(self) -> bool:
+        """Whether a remote provider would be tried at all (mode and API keys)."""
+        return bool(self._remote_order(True))
+
+    @property
     def can_classify(self) -> bool:
         """Whether any classifier is configured for the mode (not whether it is healthy)."""
         return bool(self._remote_order(True)) or (

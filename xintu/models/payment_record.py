@@ -27,6 +27,11 @@ class PaymentRecord(Base):
     payer_openid: Mapped[str | None] = mapped_column(String(64), nullable=True)
     refunded_fen: Mapped[int] = mapped_column(Integer, default=0)
     refund_no: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # WeChat Pay's last word on the refund (PROCESSING, SUCCESS, CLOSED, ABNORMAL), and
+    # what the refund took back, to give it back exactly if the refund ends CLOSED.
+    refund_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    refund_credits_taken: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    refund_member_seconds_taken: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -8,11 +8,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from xintu.billing.credits import get_balance
-from xintu.deps import SessionDep, SettingsDep, UserClaims
+from xintu.deps import SessionDep, SettingsDep, UserClaims, get_token_claims
 from xintu.errors import NotAuthenticated, responses
 from xintu.users import service
+from xintu.users.accounts import AccountStatus
 from xintu.users.crypto import DataCipher
 from xintu.users.schemas import GuestLoginRequest, MeOut, TokenOut, WechatLoginRequest
+from xintu.users.security import TokenClaims
 from xintu.users.wechat import WECHAT_ERRORS, WechatClient
 
 router = APIRouter(tags=["users"])
@@ -34,11 +36,20 @@ async def _cipher(request: Request) -> DataCipher:
 
 
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
+# An optional bearer token on a login: a guest's own token, the only proof that the caller
+# is that guest (to merge it into the WeChat account, or to renew it).
+OptionalClaims = Annotated[TokenClaims | None, Depends(get_token_claims)]
 WechatDep = Annotated[WechatClient, Depends(_wechat)]
 CipherDep = Annotated[DataCipher, Depends(_cipher)]
 
 
-def _token_out(result: service.LoginResult) -> TokenOut:
+def _user_id(claims: TokenClaims | None) -> int | None:
+    return claims.subject_id if claims is not None and claims.kind == "user" else None
+
+
+def _token_out(request: Request, result: service.LoginResult) -> TokenOut:
+    accounts: AccountStatus = request.app.state.accounts
+    accounts.forget_users(*result.merged_guest_ids)
     return TokenOut.model_validate(
         {
             "access_token": result.access_token,
@@ -52,21 +63,26 @@ def _token_out(result: service.LoginResult) -> TokenOut:
 
 @router.post("/auth/wechat/login", responses=responses(*WECHAT_ERRORS))
 async def wechat_login(
+    request: Request,
     body: WechatLoginRequest,
+    claims: OptionalClaims,
     settings: SettingsDep,
     sessionmaker: SessionmakerDep,
     wechat: WechatDep,
     cipher: CipherDep,
 ) -> TokenOut:
-    """Mini-program login: exchange the ``wx.login`` code for a user token."""
+    """Mini-program login: exchange the ``wx.login`` code for a user token. With a guest's
+    own token in ``Authorization`` that guest is merged into the account."""
     result = await service.login_miniprogram(
-        sessionmaker, wechat, cipher, settings, body.code, body.device_id
+        sessionmaker, wechat, cipher, settings, body.code, body.device_id, _user_id(claims)
     )
-    return _token_out(result)
+    return _token_out(request, result)
 
 
 @router.get("/auth/wechat/oauth", responses=responses(*WECHAT_ERRORS))
 async def wechat_oauth(
+    request: Request,
+    claims: OptionalClaims,
     settings: SettingsDep,
     sessionmaker: SessionmakerDep,
     wechat: WechatDep,
@@ -76,17 +92,24 @@ async def wechat_oauth(
     ] = None,
 ) -> TokenOut:
     """Official-account web OAuth: exchange the redirect's ``code`` for a user token."""
-    result = await service.login_oauth(sessionmaker, wechat, settings, code, device_id)
-    return _token_out(result)
+    result = await service.login_oauth(
+        sessionmaker, wechat, settings, code, device_id, _user_id(claims)
+    )
+    return _token_out(request, result)
 
 
 @router.post("/auth/guest", responses=responses(service.GuestLoginDisabled))
 async def guest_login(
-    body: GuestLoginRequest, settings: SettingsDep, sessionmaker: SessionmakerDep
+    request: Request,
+    body: GuestLoginRequest,
+    claims: OptionalClaims,
+    settings: SettingsDep,
+    sessionmaker: SessionmakerDep,
 ) -> TokenOut:
-    """A guest token bound to a device id; merged later into the device's WeChat account."""
-    result = await service.login_guest(sessionmaker, settings, body.device_id)
-    return _token_out(result)
+    """A new guest labelled with the device id; with the guest's own token, that guest's
+    token renewed. Merged into a WeChat account only by a login that carries its token."""
+    result = await service.login_guest(sessionmaker, settings, body.device_id, _user_id(claims))
+    return _token_out(request, result)
 
 
 @router.get("/me", responses=responses(NotAuthenticated))

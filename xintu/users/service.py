@@ -1,4 +1,4 @@
-"""Users: WeChat and guest logins, merging a device's guest into its WeChat account, tokens.
+"""Users: WeChat and guest logins, merging a guest into a WeChat account, tokens.
 
 Each login runs in one transaction of its own (``sessionmaker.begin()``) so that the token
 handed out always refers to committed rows.
@@ -26,8 +26,6 @@ from xintu.users.security import create_access_token
 from xintu.users.wechat import WechatClient
 
 SESSION_KEY_PURPOSE = "wechat_users.session_key"
-# A merged guest's tokens keep working: they are followed to the account they went into.
-_MAX_MERGE_HOPS = 4
 
 
 class GuestLoginDisabled(AppError):
@@ -64,17 +62,12 @@ def is_active_member(member_until: datetime | None) -> bool:
 
 
 async def resolve_user(session: AsyncSession, user_id: int) -> WechatUser:
-    """The account a token's subject stands for now (merged guests lead to their account)."""
-    for _ in range(_MAX_MERGE_HOPS):
-        user = await session.get(WechatUser, user_id, populate_existing=True)
-        if user is None:
-            break
-        if user.merged_into_id is None:
-            if not user.is_active:
-                break
-            return user
-        user_id = user.merged_into_id
-    raise NotAuthenticated("This account no longer exists or is disabled")
+    """The account a token names: it must exist, be active and not be merged. A token is
+    never followed to another account (a merged guest's tokens stop working)."""
+    user = await session.get(WechatUser, user_id, populate_existing=True)
+    if user is None or not user.is_active or user.merged_into_id is not None:
+        raise NotAuthenticated("This account no longer exists or is disabled")
+    return user
 
 
 _T = TypeVar("_T")
@@ -100,8 +93,10 @@ async def login_miniprogram(
     settings: Settings,
     code: str,
     device_id: str | None,
+    guest_id: int | None,
 ) -> LoginResult:
-    """Mini-program login: ``jscode2session``, then create or update the user."""
+    """Mini-program login: ``jscode2session``, then create or update the user; the guest
+    whose own token came with the request (``guest_id``) is merged into it."""
     wechat_session = await wechat.code_to_session(code)
 
     async def attempt() -> LoginResult:
@@ -112,7 +107,7 @@ async def login_miniprogram(
             user.session_key_encrypted = cipher.encrypt(
                 wechat_session.session_key, SESSION_KEY_PURPOSE
             )
-            return await _finish_wechat_login(session, settings, user, created, device_id)
+            return await _finish_wechat_login(session, settings, user, created, device_id, guest_id)
 
     return await _with_retry(attempt)
 
@@ -123,8 +118,9 @@ async def login_oauth(
     settings: Settings,
     code: str,
     device_id: str | None,
+    guest_id: int | None,
 ) -> LoginResult:
-    """Official-account web OAuth login."""
+    """Official-account web OAuth login (merges ``guest_id`` like the mini-program login)."""
     profile = await wechat.oauth_profile(code)
 
     async def attempt() -> LoginResult:
@@ -136,29 +132,33 @@ async def login_oauth(
                 user.nickname = profile.nickname
             if profile.avatar_url:
                 user.avatar_url = profile.avatar_url
-            return await _finish_wechat_login(session, settings, user, created, device_id)
+            return await _finish_wechat_login(session, settings, user, created, device_id, guest_id)
 
     return await _with_retry(attempt)
 
 
 async def login_guest(
-    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, device_id: str
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    device_id: str,
+    guest_id: int | None,
 ) -> LoginResult:
-    """A guest account bound to a device id (the device id is the guest's credential)."""
+    """A guest account labelled with a device id. The device id proves nothing (anyone can
+    send any id): an existing guest is only handed out again to the holder of its own token
+    (``guest_id``, to renew it); every other call creates a new guest."""
     if not settings.guest_login:
         raise GuestLoginDisabled()
     async with sessionmaker.begin() as session:
-        guest = await session.scalar(
-            select(WechatUser)
-            .where(
-                WechatUser.device_id == device_id,
-                WechatUser.is_guest.is_(True),
-                WechatUser.merged_into_id.is_(None),
-                WechatUser.is_active.is_(True),
+        guest = None
+        if guest_id is not None:
+            guest = await session.scalar(
+                select(WechatUser).where(
+                    WechatUser.id == guest_id,
+                    WechatUser.is_guest.is_(True),
+                    WechatUser.merged_into_id.is_(None),
+                    WechatUser.is_active.is_(True),
+                )
             )
-            .order_by(WechatUser.id)
-            .limit(1)
-        )
         created = guest is None
         if guest is None:
             guest = WechatUser(device_id=device_id, is_guest=True, nickname="游客")
@@ -200,8 +200,9 @@ async def _finish_wechat_login(
     user: WechatUser,
     created: bool,
     device_id: str | None,
+    guest_id: int | None,
 ) -> LoginResult:
-    if not user.is_active:
+    if not user.is_active or user.merged_into_id is not None:
         raise NotAuthenticated("This account is disabled")
     user.last_login_at = utcnow()
     if device_id:
@@ -216,82 +217,74 @@ async def _finish_wechat_login(
             reason="welcome",
             reference=f"welcome:{user.id}",
         )
-    merged = await merge_device_guests(session, user, device_id) if device_id else []
+    merged = await merge_guest(session, user, guest_id) if guest_id is not None else []
     return await _result(session, settings, user, created, merged)
 
 
-async def merge_device_guests(
-    session: AsyncSession, target: WechatUser, device_id: str
-) -> list[int]:
-    """Move every unmerged guest of this device into ``target``: credits (as paired ledger
-    entries), membership, orders, edit tasks and request history. Runs in the caller's
-    transaction; a guest is claimed by a conditional UPDATE so it is merged exactly once."""
-    guest_ids = list(
-        (
-            await session.scalars(
-                select(WechatUser.id).where(
-                    WechatUser.device_id == device_id,
-                    WechatUser.is_guest.is_(True),
-                    WechatUser.merged_into_id.is_(None),
-                    WechatUser.id != target.id,
-                )
-            )
-        ).all()
+async def merge_guest(session: AsyncSession, target: WechatUser, guest_id: int) -> list[int]:
+    """Move the guest ``guest_id`` into ``target``: its credits (as paired ledger entries),
+    membership, orders, edit tasks and request history; nothing else. Returns ``[guest_id]``
+    when merged, ``[]`` when there was nothing to merge. Runs in the caller's transaction;
+    the guest is claimed by a conditional UPDATE, so it is merged exactly once, and only an
+    active, unmerged guest can be claimed (never a WeChat account)."""
+    if guest_id == target.id:
+        return []
+    claimed = await session.execute(
+        update(WechatUser)
+        .where(
+            WechatUser.id == guest_id,
+            WechatUser.is_guest.is_(True),
+            WechatUser.is_active.is_(True),
+            WechatUser.merged_into_id.is_(None),
+        )
+        .values(merged_into_id=target.id, is_active=False)
     )
-    merged: list[int] = []
-    for guest_id in guest_ids:
-        claimed = await session.execute(
-            update(WechatUser)
-            .where(WechatUser.id == guest_id, WechatUser.merged_into_id.is_(None))
-            .values(merged_into_id=target.id, is_active=False)
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        return []  # not a mergeable guest, or merged by a concurrent login
+    guest = await session.get(WechatUser, guest_id, populate_existing=True)
+    assert guest is not None
+    # A locking read: the current balance, and no debit of the guest can slip in between.
+    balance = int(
+        await session.scalar(
+            select(UserCredits.balance).where(UserCredits.user_id == guest_id).with_for_update()
         )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
-            continue  # merged by a concurrent login
-        guest = await session.get(WechatUser, guest_id, populate_existing=True)
-        assert guest is not None
-        # A locking read: the current balance, and no debit of the guest can slip in between.
-        balance = int(
-            await session.scalar(
-                select(UserCredits.balance).where(UserCredits.user_id == guest_id).with_for_update()
-            )
-            or 0
+        or 0
+    )
+    if balance > 0:
+        reference = f"merge:{guest_id}"
+        await change_credits(
+            session,
+            guest_id,
+            -balance,
+            kind="merge_out",
+            reason=f"merged into user {target.id}",
+            reference=reference,
         )
-        if balance > 0:
-            reference = f"merge:{guest_id}"
-            await change_credits(
-                session,
-                guest_id,
-                -balance,
-                kind="merge_out",
-                reason=f"merged into user {target.id}",
-                reference=reference,
-            )
-            await change_credits(
-                session,
-                target.id,
-                balance,
-                kind="merge_in",
-                reason=f"merged from guest {guest_id}",
-                reference=reference,
-            )
-        if guest.member_until is not None and (
-            target.member_until is None or guest.member_until > target.member_until
-        ):
-            target.member_until = guest.member_until
-        await session.execute(
-            update(PaymentRecord).where(PaymentRecord.user_id == guest_id).values(user_id=target.id)
+        await change_credits(
+            session,
+            target.id,
+            balance,
+            kind="merge_in",
+            reason=f"merged from guest {guest_id}",
+            reference=reference,
         )
-        await session.execute(
-            update(ImageEditTask).where(ImageEditTask.user_id == guest_id).values(user_id=target.id)
-        )
-        await session.execute(
-            update(RequestLog)
-            .where(RequestLog.user_id == f"user:{guest_id}")
-            .values(user_id=f"user:{target.id}")
-        )
-        merged.append(guest_id)
-        logger.info("merged guest {} into user {} ({} credits)", guest_id, target.id, balance)
-    return merged
+    if guest.member_until is not None and (
+        target.member_until is None or guest.member_until > target.member_until
+    ):
+        target.member_until = guest.member_until
+    await session.execute(
+        update(PaymentRecord).where(PaymentRecord.user_id == guest_id).values(user_id=target.id)
+    )
+    await session.execute(
+        update(ImageEditTask).where(ImageEditTask.user_id == guest_id).values(user_id=target.id)
+    )
+    await session.execute(
+        update(RequestLog)
+        .where(RequestLog.user_id == f"user:{guest_id}")
+        .values(user_id=f"user:{target.id}")
+    )
+    logger.info("merged guest {} into user {} ({} credits)", guest_id, target.id, balance)
+    return [guest_id]
 
 
 async def _result(
