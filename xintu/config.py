@@ -176,6 +176,14 @@ class Settings(BaseSettings):
     edit_max_queued_per_user: int = 10
     edit_queue_name: str = "xintu:edit"
 
+    # Video classification (DESIGN §4.9, docs/VIDEO.md)
+    max_video_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    max_video_seconds: float = Field(default=600.0, gt=0)
+    # Keyframes classified per video: half spread over the duration, the rest scene changes.
+    video_max_frames: int = Field(default=8, ge=1, le=32)
+    # Where a video is kept (mode 0600) while it is decoded; the system's temp dir when unset.
+    video_tmp_dir: Path | None = None
+
     @field_validator("providers", "edit_providers", mode="before")
     @classmethod
     def _split_providers(cls, value: object) -> object:

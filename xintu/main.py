@@ -46,6 +46,8 @@ from xintu.stats.retention import purge_expired_logs
 from xintu.users.api import router as users_router
 from xintu.users.crypto import DataCipher
 from xintu.users.wechat import WechatClient
+from xintu.video.api import router as video_router
+from xintu.video.service import VideoService
 from xintu.web import mount_web
 
 API_PREFIX = "/api/v1"
@@ -79,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(classify_router)
+    api.include_router(video_router)
     api.include_router(health_router)
     api.include_router(geo_router)
     api.include_router(users_router)
@@ -183,6 +186,7 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
         classifier.local,
         credit_gate=credit_gate,
     )
+    app.state.video = VideoService(settings, app.state.classification)
     # In-memory broker: edits run in this process; with Redis, `xintu worker` runs them.
     app.state.edit = await start_edit_runtime(settings, database, http, stack, worker=False)
     app.state.rate_limiter = RateLimiter(
