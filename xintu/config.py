@@ -184,6 +184,10 @@ class Settings(BaseSettings):
     # Where a video is kept (mode 0600) while it is decoded; the system's temp dir when unset.
     video_tmp_dir: Path | None = None
 
+    # Live dashboard stream (DESIGN §4.7 /stats/stream, docs/STATS.md)
+    stats_stream_interval_s: float = Field(default=1.0, gt=0)
+    stats_window_s: int = Field(default=60, ge=1, le=3600)
+
     @field_validator("providers", "edit_providers", mode="before")
     @classmethod
     def _split_providers(cls, value: object) -> object:

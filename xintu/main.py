@@ -41,6 +41,7 @@ from xintu.request_id import RequestIdMiddleware
 from xintu.responses import FastJSONResponse
 from xintu.stats.api import router as stats_router
 from xintu.stats.dashboard import install_dashboard
+from xintu.stats.live import LiveStats
 from xintu.stats.metrics import install_metrics
 from xintu.stats.retention import purge_expired_logs
 from xintu.users.api import router as users_router
@@ -149,6 +150,16 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
     await writer.start()
     stack.push_async_callback(writer.stop)
     writer.observers.append(app.state.metrics.observe_log_row)
+    live = LiveStats(
+        window_s=settings.stats_window_s,
+        database=database,
+        redis=redis,
+        classifier=classifier,
+        min_refresh_s=settings.stats_stream_interval_s / 2,
+    )
+    writer.observers.append(live.observe)
+    app.state.live_stats = live
+    run_every(stack, 1.0, live.flush, "live statistics flush")
 
     # WeChat login and WeChat Pay share one HTTP session of their own.
     wechat_http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=50))
