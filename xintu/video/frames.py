@@ -31,6 +31,7 @@ _SCAN_KEYFRAMES = 240
 # Mean absolute difference (0-1) of 16x16 thumbnails above which keyframes start a new scene.
 SCENE_THRESHOLD = 0.12
 _THUMB = 16
+_MIN_GAP_S = 1.0
 # Frames are sent to classifiers at most this large (the LLM sees no more detail).
 _FRAME_MAX_SIDE = 1280
 _JPEG_QUALITY = 90
@@ -148,7 +149,8 @@ def choose_times(
     too close to a time already chosen; sorted."""
     spread = max(1, max_frames // 2)
     times = [duration * (index + 0.5) / spread for index in range(spread)]
-    gap = duration / (2 * max_frames)
+    # A cut this close to a chosen frame (at most 1 s) shows what that frame shows.
+    gap = min(duration / (2 * max_frames), _MIN_GAP_S)
     cuts = sorted(
         (item for item in changes if item[1] >= SCENE_THRESHOLD and item[0] > 0),
         key=lambda item: -item[1],
