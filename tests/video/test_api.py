@@ -349,3 +349,25 @@ async def test_an_oversized_video_is_refused_while_reading(
     assert body.sent * 4096 <= limit + 3 * 4096
     assert fake_llm.calls == 0
     assert leftovers(tmp_path) == []
+
+
+async def test_a_video_answer_reaches_another_instance_through_redis(
+    make_client: AppFactory,
+    sqlite_url: str,
+    redis_url: str,
+    fake_llm: FakeLLM,
+    tmp_path: Path,
+    video: bytes,
+) -> None:
+    settings = video_settings(fake_llm, tmp_path, redis_url=redis_url)
+    async with (
+        make_client(database_url=sqlite_url, **settings) as (_, first),
+        make_client(database_url=sqlite_url, client_host="10.1.1.1", **settings) as (_, second),
+    ):
+        classified = await post_video(first, video)
+        assert classified.status_code == 200
+        checked = await second.post("/api/v1/classify/check-cache", json={"image_hash": sha(video)})
+        again = await post_video(second, video)
+    assert checked.json()["data"]["frames"] == classified.json()["data"]["frames"]
+    assert again.json()["from_cache"] is True
+    assert again.json()["data"]["duration_s"] == classified.json()["data"]["duration_s"]
