@@ -22,8 +22,11 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
+from loguru import logger
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from xintu.db import Database
 from xintu.inference.hybrid import CircuitState, HybridClassifier
@@ -113,6 +116,7 @@ class LiveStats:
         self._seconds: dict[int, SecondCounts] = {}
         self._lock = asyncio.Lock()
         self._last: tuple[float, dict[str, Any]] | None = None
+        self._redis_failing = False
 
     def observe(self, row: dict[str, Any]) -> None:
         """A request_log row was written: count it in its second. Cheap, never raises."""
@@ -129,26 +133,36 @@ class LiveStats:
 
     async def flush(self) -> None:
         """With Redis: add this process's finished seconds to the shared hashes and report
-        its circuit states. Without Redis: forget seconds older than the window."""
+        its circuit states. Seconds older than the window are forgotten either way (while
+        Redis is down they stay here, so this process still sees its own traffic)."""
         now = int(time.time())
+        for second in [s for s in self._seconds if s <= now - self.window_s]:
+            del self._seconds[second]
         if self._redis is None:
-            for second in [s for s in self._seconds if s <= now - self.window_s]:
-                del self._seconds[second]
             return
         async with self._lock:
             finished = {s: c for s, c in self._seconds.items() if s < now}
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for second, counts in finished.items():
-                    key = f"{_REDIS_SECOND}{second}"
-                    for name, value in counts.fields().items():
-                        pipe.hincrby(key, name, value)
-                    pipe.expire(key, self.window_s + 10)
-                pipe.hset(
-                    _REDIS_CIRCUITS,
-                    self.instance_id,
-                    orjson.dumps({"at": time.time(), "circuits": self._circuits()}),
-                )
-                await pipe.execute()
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for second, counts in finished.items():
+                        key = f"{_REDIS_SECOND}{second}"
+                        for name, value in counts.fields().items():
+                            pipe.hincrby(key, name, value)
+                        pipe.expire(key, self.window_s + 10)
+                    pipe.hset(
+                        _REDIS_CIRCUITS,
+                        self.instance_id,
+                        orjson.dumps({"at": time.time(), "circuits": self._circuits()}),
+                    )
+                    # Gone once every instance has stopped.
+                    pipe.expire(_REDIS_CIRCUITS, 60)
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:
+                if not self._redis_failing:
+                    logger.warning("live statistics: Redis unavailable ({}); local only", exc)
+                self._redis_failing = True
+                return
+            self._redis_failing = False
             for second in finished:
                 del self._seconds[second]
 
@@ -161,13 +175,17 @@ class LiveStats:
         seconds = list(range(now - self.window_s + 1, now + 1))
         per_second = {second: SecondCounts() for second in seconds}
         instances: list[dict[str, Any]] = []
+        degraded = False
         async with self._lock:
             if self._redis is not None:
-                per_second, instances = await self._from_redis(seconds)
+                try:
+                    per_second, instances = await self._from_redis(seconds)
+                except (RedisError, OSError):
+                    degraded = True
             for second, counts in self._seconds.items():
                 if second in per_second:
                     per_second[second].add(counts)
-        if self._redis is None:
+        if not instances:
             instances = [{"instance": self.instance_id, "circuits": self._circuits()}]
         total = SecondCounts()
         for counts in per_second.values():
@@ -185,6 +203,8 @@ class LiveStats:
             "per_second": [per_second[second].requests for second in seconds],
             "providers": _merge_circuits(instances),
             "edit_queue_depth": await self._edit_queue_depth(),
+            # Redis is configured but unreachable: these are this instance's numbers only.
+            "degraded": degraded,
         }
         self._last = (time.monotonic(), data)
         return data
@@ -220,14 +240,19 @@ class LiveStats:
             if slot.configured
         }
 
-    async def _edit_queue_depth(self) -> int:
-        """Edit tasks waiting for a worker: in the database, so the same for every instance."""
-        async with self._database.sessionmaker() as session:
-            count = await session.scalar(
-                select(func.count())
-                .select_from(ImageEditTask)
-                .where(ImageEditTask.status == "queued")
-            )
+    async def _edit_queue_depth(self) -> int | None:
+        """Edit tasks waiting for a worker: in the database, so the same for every instance;
+        None while the database cannot answer."""
+        try:
+            async with self._database.sessionmaker() as session:
+                count = await session.scalar(
+                    select(func.count())
+                    .select_from(ImageEditTask)
+                    .where(ImageEditTask.status == "queued")
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            logger.warning("live statistics: edit queue depth unavailable ({})", exc)
+            return None
         return int(count or 0)
 
 

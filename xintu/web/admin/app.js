@@ -293,8 +293,10 @@ function renderLive(data) {
   $("live-p95").textContent = data.requests ? fmt.ms(data.p95_ms) : "—";
   $("live-errors").textContent = fmt.int(data.errors);
   $("live-errors-tile").classList.toggle("bad", data.errors > 0);
-  $("live-queue").textContent = fmt.int(data.edit_queue_depth);
-  $("live-instances").textContent = `${data.instances} instance${data.instances === 1 ? "" : "s"}`;
+  $("live-queue").textContent = data.edit_queue_depth === null ? "—" : fmt.int(data.edit_queue_depth);
+  $("live-instances").textContent = data.degraded
+    ? "this instance only (Redis down)"
+    : `${data.instances} instance${data.instances === 1 ? "" : "s"}`;
   $("live-providers").replaceChildren(...(data.providers.length
     ? data.providers.map((p) => el("li", { "data-circuit": p.circuit, text: `${p.name}: ${p.circuit.replace("_", "-")}` }))
     : [el("li", { text: "no remote provider configured" })]));
