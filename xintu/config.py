@@ -184,6 +184,18 @@ class Settings(BaseSettings):
     account_status_ttl_s: float = Field(default=5.0, ge=0)
     max_pending_orders_per_user: int = Field(default=5, ge=1)
 
+    # Video classification (DESIGN §4.9, docs/VIDEO.md)
+    max_video_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    max_video_seconds: float = Field(default=600.0, gt=0)
+    # Keyframes classified per video: half spread over the duration, the rest scene changes.
+    video_max_frames: int = Field(default=8, ge=1, le=32)
+    # Where a video is kept (mode 0600) while it is decoded; the system's temp dir when unset.
+    video_tmp_dir: Path | None = None
+
+    # Live dashboard stream (DESIGN §4.7 /stats/stream, docs/STATS.md)
+    stats_stream_interval_s: float = Field(default=1.0, gt=0)
+    stats_window_s: int = Field(default=60, ge=1, le=3600)
+
     @field_validator("providers", "edit_providers", mode="before")
     @classmethod
     def _split_providers(cls, value: object) -> object:

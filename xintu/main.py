@@ -41,12 +41,15 @@ from xintu.request_id import RequestIdMiddleware
 from xintu.responses import FastJSONResponse
 from xintu.stats.api import router as stats_router
 from xintu.stats.dashboard import install_dashboard
+from xintu.stats.live import LiveStats
 from xintu.stats.metrics import install_metrics
 from xintu.stats.retention import purge_expired_logs
 from xintu.users.accounts import AccountStatus
 from xintu.users.api import router as users_router
 from xintu.users.crypto import DataCipher
 from xintu.users.wechat import WechatClient
+from xintu.video.api import router as video_router
+from xintu.video.service import VideoService
 from xintu.web import mount_web
 
 API_PREFIX = "/api/v1"
@@ -80,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(classify_router)
+    api.include_router(video_router)
     api.include_router(health_router)
     api.include_router(geo_router)
     api.include_router(users_router)
@@ -148,6 +152,16 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
     await writer.start()
     stack.push_async_callback(writer.stop)
     writer.observers.append(app.state.metrics.observe_log_row)
+    live = LiveStats(
+        window_s=settings.stats_window_s,
+        database=database,
+        redis=redis,
+        classifier=classifier,
+        min_refresh_s=settings.stats_stream_interval_s / 2,
+    )
+    writer.observers.append(live.observe)
+    app.state.live_stats = live
+    run_every(stack, 1.0, live.flush, "live statistics flush")
 
     # WeChat login and WeChat Pay share one HTTP session of their own.
     wechat_http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=50))
@@ -185,6 +199,7 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
         classifier.local,
         credit_gate=credit_gate,
     )
+    app.state.video = VideoService(settings, app.state.classification)
     # In-memory broker: edits run in this process; with Redis, `xintu worker` runs them.
     app.state.edit = await start_edit_runtime(settings, database, http, stack, worker=False)
     app.state.rate_limiter = RateLimiter(

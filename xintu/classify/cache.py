@@ -13,6 +13,7 @@ import contextlib
 from functools import partial
 from typing import Any, cast
 
+import orjson
 from cachetools import TTLCache
 from loguru import logger
 from redis.asyncio import Redis
@@ -101,13 +102,15 @@ class ClassificationCache:
         uploader: str,
         server_verified: bool,
         size_bytes: int | None,
+        video: dict[str, Any] | None = None,
     ) -> CacheEntry:
         """Store a fresh answer; share it when the rule of DESIGN §4.1 allows.
 
         ``server_verified``: the server hashed the classified bytes itself and got
         ``image_hash``, so the entry cannot be a planted answer and is shared at once.
         Otherwise the uploader's claim is recorded and the entry is shared when
-        ``quorum`` distinct uploaders got the same category under this hash.
+        ``quorum`` distinct uploaders got the same category under this hash. ``video``:
+        the duration and per-frame results of a whole-video answer.
         """
         now = utcnow()
         values: dict[str, Any] = {
@@ -117,6 +120,7 @@ class ClassificationCache:
             "model": prediction.model,
             "inference_method": prediction.inference_method,
             "size_bytes": size_bytes,
+            "video_details": orjson.dumps(video).decode() if video is not None else None,
             "updated_at": now,
         }
         # Writes for one hash queue up in this process; across processes a deadlock or

@@ -34,6 +34,8 @@ class CacheEntry:
     shared: bool
     # Until shared, the uploaders who may see it (they got this category themselves).
     uploaders: frozenset[str]
+    # A video's answer: {"duration_s", "frames"} (DESIGN §4.9); None for an image.
+    video: dict[str, Any] | None = None
 
     def visible_to(self, uploader: str) -> bool:
         return self.shared or uploader in self.uploaders
@@ -205,4 +207,5 @@ def _entry(row: Any, uploaders: frozenset[str]) -> CacheEntry:
         size_bytes=row["size_bytes"],
         shared=bool(row["shared"]),
         uploaders=uploaders,
+        video=orjson.loads(row["video_details"]) if row["video_details"] else None,
     )

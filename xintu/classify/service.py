@@ -75,7 +75,7 @@ def classification_data(
 
 
 def _entry_data(entry: CacheEntry) -> dict[str, Any]:
-    return classification_data(
+    data = classification_data(
         entry.image_hash,
         entry.category,
         entry.confidence,
@@ -83,6 +83,10 @@ def _entry_data(entry: CacheEntry) -> dict[str, Any]:
         entry.model,
         "cache",
     )
+    if entry.video is not None:
+        # A video's hash: its duration and per-frame results too (DESIGN §4.9).
+        data |= entry.video
+    return data
 
 
 class ClassificationService:
@@ -131,6 +135,13 @@ class ClassificationService:
             self._log_hit(entry, caller, request_id, "batch-check-cache", started)
             results.append(_entry_data(entry))
         return results
+
+    def serve_entry(
+        self, entry: CacheEntry, caller: Caller, request_id: str, endpoint: str, started: float
+    ) -> dict[str, Any]:
+        """Answer from an entry the caller may see: a logged cache hit."""
+        self._log_hit(entry, caller, request_id, endpoint, started)
+        return _entry_data(entry)
 
     def _log_hit(
         self, entry: CacheEntry, caller: Caller, request_id: str, endpoint: str, started: float

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CHAR, BigInteger, Boolean, Float, String
+from sqlalchemy import CHAR, BigInteger, Boolean, Float, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from xintu.models.base import Base, BigIntPK, UTCDateTime, utcnow
@@ -27,3 +27,5 @@ class ImageClassificationCache(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     last_hit_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A video's answer (DESIGN §4.9): JSON {"duration_s", "frames"}; null for images.
+    video_details: Mapped[str | None] = mapped_column(Text, nullable=True)

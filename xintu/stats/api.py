@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+import orjson
+from fastapi import APIRouter, Query, Request
+from sse_starlette import EventSourceResponse
 
 from xintu.deps import AdminClaims, SessionDep, SettingsDep
 from xintu.errors import Forbidden, NotAuthenticated, responses
@@ -69,3 +74,25 @@ async def stats_performance(
 ) -> dict[str, Any]:
     """Per inference method: count, success rate and p50/p95/p99 processing time."""
     return {"success": True, "data": await service.performance(session, hours)}
+
+
+@router.get(
+    "/stream",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "`stats` events"}},
+)
+async def stats_stream(
+    _: AdminClaims, request: Request, settings: SettingsDep
+) -> EventSourceResponse:
+    """Server-Sent Events: one ``stats`` event per second with the last minute's requests/s,
+    hit rate, p95 and errors, provider circuit states and the edit queue depth."""
+    live = request.app.state.live_stats
+    interval = settings.stats_stream_interval_s
+
+    async def events() -> AsyncIterator[dict[str, str]]:
+        while True:
+            yield {"event": "stats", "data": orjson.dumps(await live.snapshot()).decode()}
+            # On the interval's ticks, however long the snapshot took.
+            await asyncio.sleep(interval - time.time() % interval)
+
+    return EventSourceResponse(events(), ping=15)

@@ -1,5 +1,6 @@
 // XinTu admin dashboard: plain JavaScript, hand-drawn SVG, no external resources.
-// Everything shown comes from /api/v1/stats/* with the admin token kept in sessionStorage.
+// Everything shown comes from /api/v1/stats/* with the admin token kept in sessionStorage;
+// the live panel reads the /stats/stream Server-Sent Events.
 "use strict";
 
 const API = "/api/v1";
@@ -262,6 +263,97 @@ function renderLatency(performance) {
       fmt.ms(m.p50_ms), fmt.ms(m.p95_ms), fmt.ms(m.p99_ms)]));
 }
 
+// -- live panel: Server-Sent Events from /stats/stream ----------------------------------
+// EventSource cannot send the Authorization header, so the stream is read with fetch and
+// its events parsed here (the token stays out of URLs and logs).
+
+let liveAbort = null;
+
+function renderSpark(perSecond) {
+  const width = Math.max(240, Math.round($("live-spark").clientWidth || 360));
+  const height = 64;
+  const max = Math.max(1, ...perSecond);
+  const step = width / perSecond.length;
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
+  chart.append(svg("title", {}, "requests per second, last minute"));
+  chart.append(svg("line", { x1: 0, x2: width, y1: height - 0.5, y2: height - 0.5, class: "spark-base" }));
+  perSecond.forEach((count, i) => {
+    const h = ((height - 4) * count) / max;
+    if (count) chart.append(svg("rect", { x: i * step + 0.5, y: height - h, width: Math.max(1, step - 1), height: h, class: "spark-bar" }));
+  });
+  $("live-spark").replaceChildren(chart);
+}
+
+function renderLive(data) {
+  $("live-rps").textContent = data.requests_per_s.toFixed(2);
+  $("live-requests").textContent = fmt.int(data.requests);
+  $("live-requests-hint").textContent = `${fmt.int(data.per_second[data.per_second.length - 1] ?? 0)} in the last second`;
+  $("live-hit-rate").textContent = fmt.pct(data.hit_rate);
+  $("live-hits-hint").textContent = `${fmt.int(data.cache_hits)} hits`;
+  $("live-p95").textContent = data.requests ? fmt.ms(data.p95_ms) : "—";
+  $("live-errors").textContent = fmt.int(data.errors);
+  $("live-errors-tile").classList.toggle("bad", data.errors > 0);
+  $("live-queue").textContent = data.edit_queue_depth === null ? "—" : fmt.int(data.edit_queue_depth);
+  $("live-instances").textContent = data.degraded
+    ? "this instance only (Redis down)"
+    : `${data.instances} instance${data.instances === 1 ? "" : "s"}`;
+  $("live-providers").replaceChildren(...(data.providers.length
+    ? data.providers.map((p) => el("li", { "data-circuit": p.circuit, text: `${p.name}: ${p.circuit.replace("_", "-")}` }))
+    : [el("li", { text: "no remote provider configured" })]));
+  renderSpark(data.per_second);
+  $("live-status").textContent = `updated ${new Date(data.at).toLocaleTimeString()}`;
+  const panel = $("live");
+  panel.dataset.events = String(Number(panel.dataset.events) + 1);
+}
+
+function stopLive() {
+  if (liveAbort) liveAbort.abort();
+  liveAbort = null;
+  $("live").dataset.state = "closed";
+}
+
+async function startLive() {
+  if (liveAbort || !token.get()) return;
+  const controller = new AbortController();
+  liveAbort = controller;
+  try {
+    const response = await fetch(`${API}/stats/stream`, {
+      headers: { Authorization: `Bearer ${token.get()}`, Accept: "text/event-stream" },
+      signal: controller.signal,
+    });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    $("live").dataset.state = "open";
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      // sse-starlette ends lines with CRLF; a CR at a chunk's end waits for its LF.
+      buffer = (buffer + value).replace(/\r\n/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let event = "message";
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event:")) event = line.slice(6).trim();
+          else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+        }
+        if (event === "stats" && data.length) renderLive(JSON.parse(data.join("\n")));
+      }
+    }
+  } catch (error) {
+    if (controller.signal.aborted) return;
+    $("live-status").textContent = `disconnected (${error.message}); retrying`;
+  } finally {
+    if (liveAbort === controller) liveAbort = null;
+    $("live").dataset.state = "closed";
+  }
+  // The server went away or restarted: reconnect while the page is open and signed in.
+  setTimeout(() => { if (token.get() && !document.hidden) startLive(); }, 2000);
+}
+
 // -- loading --------------------------------------------------------------------------
 
 async function load() {
@@ -287,6 +379,7 @@ async function load() {
     renderLatency(performance);
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     document.body.dataset.loaded = "true";
+    startLive();
   } catch (error) {
     if (error instanceof Unauthorized) {
       token.clear();
@@ -301,7 +394,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("login-form").addEventListener("submit", login);
   $("refresh").addEventListener("click", load);
   $("days").addEventListener("change", load);
-  $("logout").addEventListener("click", () => { token.clear(); showLogin(); });
+  $("logout").addEventListener("click", () => { stopLive(); token.clear(); showLogin(); });
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) startLive(); });
   load();
   // Keep the numbers fresh while the page is open and visible.
   setInterval(() => { if (!document.hidden && token.get()) load(); }, 60000);
