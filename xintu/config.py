@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     log_json: bool = False
     log_flush_interval_s: float = 1.0
 
+    # Reliability limits: request-log backpressure, request bodies, decoding (docs/RELIABILITY.md)
+    log_max_backlog: int = Field(default=20_000, ge=1)
+    log_backpressure_timeout_s: float = Field(default=10.0, gt=0)
+    max_json_bytes: int = Field(default=1024 * 1024, ge=1024)
+    decode_budget_pixels: int = Field(default=40_000_000, ge=1)
+
     wechat_appid: str | None = None
     wechat_secret: str | None = None
     wechat_api_base: str = "https://api.weixin.qq.com"
