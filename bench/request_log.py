@@ -109,7 +109,7 @@ def main() -> None:
     )
     try:
         base = f"http://127.0.0.1:{service_port}"
-        wait_http(f"{base}/api/v1/health")
+        wait_http(f"{base}/api/v1/health", timeout_s=240)
         hashes = asyncio.run(seed_hashes(base, 1000))
         result = asyncio.run(
             batch_load(

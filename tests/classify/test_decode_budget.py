@@ -4,6 +4,7 @@ a batch beyond the budget queues instead of decoding everything at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -16,18 +17,25 @@ from xintu.inference.base import Prediction, PreparedImage
 
 
 class CountingLocal(StandInLocal):
-    """Records how many decoded images are being classified at once."""
+    """Records how many decoded images are being classified at once; each waits (up to a
+    deadline) for ``expected`` to be in flight together, so the peak does not depend on
+    how fast the machine decodes."""
 
-    def __init__(self) -> None:
+    def __init__(self, expected: int = 1) -> None:
         super().__init__(Category.pets)
+        self.expected = expected
         self.in_flight = 0
         self.peak = 0
+        self._together = asyncio.Event()
 
     async def classify(self, image: PreparedImage) -> Prediction:
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
+        if self.in_flight >= self.expected:
+            self._together.set()
         try:
-            await asyncio.sleep(0.02)  # the time inference takes
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._together.wait(), timeout=5)
             return await super().classify(image)
         finally:
             self.in_flight -= 1
@@ -37,7 +45,7 @@ class CountingLocal(StandInLocal):
 async def test_batch_decodes_within_the_pixel_budget(
     make_client: AppFactory, sqlite_url: str, budget: int, expected_peak: int
 ) -> None:
-    local = CountingLocal()
+    local = CountingLocal(expected_peak)
     images = [make_image(Category.pets, seed=seed, size=(200, 100)) for seed in range(8)]
     async with make_client(
         database_url=sqlite_url,
