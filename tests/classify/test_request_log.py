@@ -20,6 +20,8 @@ from tests.fixtures.fake_llm import FakeLLM
 from tests.fixtures.images import make_image
 from tests.stats.conftest import ADMIN, admin_headers, log_row
 from xintu.categories import Category
+from xintu.classify.writer import WriteBehind
+from xintu.db import Database
 from xintu.models import RequestLog
 from xintu.models.base import utcnow
 
@@ -195,3 +197,21 @@ async def test_a_writer_that_cannot_keep_up_sheds_load_with_503_and_logs_what_it
         rows = await logged(app)
         # Served: 3 uploads and two batches of 3; the refused batch left no row.
         assert len(rows) == 9
+
+
+async def test_rows_are_kept_and_nothing_set_aside_while_the_database_is_unreachable() -> None:
+    # Nothing listens on port 1: every connection is refused, as when the server is down.
+    database = Database("postgresql+asyncpg://postgres@127.0.0.1:1/xintu")
+    writer = WriteBehind(database, flush_interval_s=60, max_backlog=2)
+    try:
+        # Even a row no database accepts is kept: while none answers, nothing can be decided.
+        writer.log(log_row(utcnow(), user_id="\ud800"))
+        writer.log(log_row(utcnow()))
+        await writer.flush()
+        assert writer.backlog == 2
+        assert writer.rows_set_aside == 0
+        assert writer.database_up is False
+        # Waiting for room would not help during an outage: no backpressure.
+        await asyncio.wait_for(writer.reserve(10), timeout=1)
+    finally:
+        await database.dispose()
