@@ -82,10 +82,11 @@ class Settings(BaseSettings):
     providers: Annotated[list[str], NoDecode] = ["dashscope", "openai"]
     dashscope_api_key: str | None = None
     dashscope_base_url: str = "https://dashscope.aliyuncs.com/compatible-mode/v1"
-    dashscope_model: str = "qwen-vl-plus"
+    # Model names are stored in request_log.model and the cache's model column (64).
+    dashscope_model: str = Field(default="qwen-vl-plus", max_length=64)
     openai_api_key: str | None = None
     openai_base_url: str = "https://api.openai.com/v1"
-    openai_model: str = "gpt-4o-mini"
+    openai_model: str = Field(default="gpt-4o-mini", max_length=64)
     remote_timeout_s: float = 15.0
     remote_max_concurrency: int = 100
     circuit_failure_threshold: int = 5
