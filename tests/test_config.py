@@ -64,6 +64,11 @@ def test_generated_secrets_persist_in_the_data_directory(tmp_path: Path) -> None
         {"batch_max": 0},
         {"timezone": "Mars/Olympus"},
         {"inference_mode": "sometimes"},
+        # Longer than the model columns: every request_log row would be refused.
+        {"openai_model": "m" * 65},
+        {"dashscope_model": "m" * 65},
+        {"decode_budget_pixels": 0},
+        {"log_max_backlog": 0},
     ],
 )
 def test_impossible_values_are_refused(values: dict[str, object]) -> None:

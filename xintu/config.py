@@ -85,10 +85,11 @@ class Settings(BaseSettings):
     providers: Annotated[list[str], NoDecode] = ["dashscope", "openai"]
     dashscope_api_key: str | None = None
     dashscope_base_url: str = "https://dashscope.aliyuncs.com/compatible-mode/v1"
-    dashscope_model: str = "qwen-vl-plus"
+    # Model names are stored in request_log.model and the cache's model column (64).
+    dashscope_model: str = Field(default="qwen-vl-plus", max_length=64)
     openai_api_key: str | None = None
     openai_base_url: str = "https://api.openai.com/v1"
-    openai_model: str = "gpt-4o-mini"
+    openai_model: str = Field(default="gpt-4o-mini", max_length=64)
     remote_timeout_s: float = 15.0
     remote_max_concurrency: int = 100
     circuit_failure_threshold: int = 5
@@ -138,6 +139,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
     log_flush_interval_s: float = 1.0
+
+    # Reliability limits: request-log backpressure, request bodies, decoding (docs/RELIABILITY.md)
+    log_max_backlog: int = Field(default=20_000, ge=1)
+    log_backpressure_timeout_s: float = Field(default=10.0, gt=0)
+    max_json_bytes: int = Field(default=1024 * 1024, ge=1024)
+    decode_budget_pixels: int = Field(default=40_000_000, ge=1)
 
     wechat_appid: str | None = None
     wechat_secret: str | None = None

@@ -6,16 +6,15 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from xintu.config import Settings
 from xintu.db import get_session
 from xintu.errors import Forbidden, NotAuthenticated
+from xintu.labels import label_problem
 from xintu.users.accounts import AccountStatus
 from xintu.users.security import TokenClaims, decode_access_token
-
-_MAX_LABEL = 128
-
 
 # Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in a
 # thread pool, which costs more than these functions themselves on the hot paths.
@@ -93,12 +92,26 @@ def caller_of(request: Request) -> Caller:
     claims = _token_claims(request)
     label = request.headers.get("x-user-id")
     if label is not None:
-        # "user:" labels belong to authenticated users only.
-        label = label.strip()[:_MAX_LABEL] or None
-        if label and label.startswith("user:"):
-            label = None
+        label = _header_label(label)
     ip = request.client.host if request.client else "unknown"
     return Caller(ip=ip, token=claims, label=label)
+
+
+def _header_label(raw: str) -> str | None:
+    """The ``X-User-ID`` label as UTF-8 text; 422 when no database could store it."""
+    try:
+        # Starlette decodes header bytes as latin-1; clients send UTF-8 (device names).
+        label = raw.encode("latin-1").decode("utf-8")
+        problem = label_problem(label)
+    except UnicodeError:
+        label, problem = "", "must be UTF-8 text"
+    if problem is not None:
+        raise RequestValidationError(
+            [{"loc": ("header", "x-user-id"), "msg": f"X-User-ID {problem}", "type": "value_error"}]
+        )
+    # "user:" labels belong to authenticated users only.
+    label = label.strip()
+    return label if label and not label.startswith("user:") else None
 
 
 async def require_admin(

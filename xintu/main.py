@@ -19,6 +19,7 @@ from xintu.billing.api import router as billing_router
 from xintu.billing.gate import BillingCreditGate
 from xintu.billing.service import Billing, close_expired_orders
 from xintu.billing.wechatpay import WechatPay
+from xintu.body_limit import BodyLimitMiddleware, route_body_limits
 from xintu.classify.api import router as classify_router
 from xintu.classify.cache import ClassificationCache
 from xintu.classify.service import ClassificationService
@@ -76,6 +77,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.local_classifier_factory = build_local_classifier
     install_error_handlers(app)
+    # Inside the metrics middleware, so that its 413s are counted too.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default_bytes=settings.max_json_bytes,
+        routes=route_body_limits(settings, API_PREFIX),
+    )
     install_metrics(app)
     install_dashboard(app)
 
@@ -148,7 +155,12 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
     )
     await cache.start()
     stack.push_async_callback(cache.stop)
-    writer = WriteBehind(database, settings.log_flush_interval_s)
+    writer = WriteBehind(
+        database,
+        settings.log_flush_interval_s,
+        max_backlog=settings.log_max_backlog,
+        wait_timeout_s=settings.log_backpressure_timeout_s,
+    )
     await writer.start()
     stack.push_async_callback(writer.stop)
     writer.observers.append(app.state.metrics.observe_log_row)

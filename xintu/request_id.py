@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import secrets
 
 from loguru import logger
@@ -14,6 +15,8 @@ from xintu.logging import request_id_var
 from xintu.responses import FastJSONResponse
 
 _request_counter = itertools.count()
+# A client's id is kept only when it is printable ASCII that fits request_log.request_id.
+_CLIENT_REQUEST_ID = re.compile(r"[!-~]{1,36}")
 _request_id_process: tuple[int, str] = (0, "")
 
 
@@ -41,7 +44,9 @@ class RequestIdMiddleware:
         request_id = ""
         for name, value in scope["headers"]:
             if name == b"x-request-id":
-                request_id = value.decode("latin-1")[:36]
+                candidate = value.decode("latin-1")
+                if _CLIENT_REQUEST_ID.fullmatch(candidate):
+                    request_id = candidate
                 break
         request_id = request_id or _new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id

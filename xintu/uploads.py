@@ -11,9 +11,13 @@ from dataclasses import dataclass, field
 from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from xintu.body_limit import MULTIPART_FIELD_BYTES
 from xintu.errors import AppError, BatchTooLarge, ImageTooLarge
 
-_MAX_FIELD_BYTES = 1024 * 1024
+# Parts beside the files: the forms have at most a few fields (hashes, operation, params).
+# Counting parts stops a body of many tiny parts at its first chunk, before it costs
+# event-loop time; python-multipart itself caps each part's headers (8 lines of 4 KiB).
+_MAX_FIELDS = 16
 
 
 class InvalidMultipart(AppError):
@@ -83,13 +87,14 @@ async def read_multipart(
     ``fail_fast`` (single-file endpoints) answers 413 at the first oversized file; otherwise
     an oversized file is kept as a ``too_large`` marker so that one bad file of a batch
     fails alone. More than ``max_files`` files is 413 ``batch_too_large``. The whole body
-    is capped at ``max_files`` times the file limit plus 1 MiB of fields.
+    is capped at ``max_files`` times the file limit plus 1 MiB of fields; at most
+    ``max_files`` + ``_MAX_FIELDS`` parts (400 ``invalid_multipart``).
     """
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
         raise InvalidMultipart("Expected a multipart/form-data body with a boundary")
-    max_body = max_files * max_file_bytes + _MAX_FIELD_BYTES
+    max_body = max_files * max_file_bytes + MULTIPART_FIELD_BYTES
     declared = content_length(request)
     if declared is not None and declared > max_body:
         raise (
@@ -100,8 +105,13 @@ async def read_multipart(
 
     form = MultipartForm()
     state = _PartState()
+    parts = 0
 
     def on_part_begin() -> None:
+        nonlocal parts
+        parts += 1
+        if parts > max_files + _MAX_FIELDS:
+            raise InvalidMultipart(f"At most {max_files + _MAX_FIELDS} parts per request")
         state.reset()
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
@@ -131,7 +141,7 @@ async def read_multipart(
     def on_part_data(data: bytes, start: int, end: int) -> None:
         size = end - start
         state.size += size
-        limit = max_file_bytes if state.is_file else _MAX_FIELD_BYTES
+        limit = max_file_bytes if state.is_file else MULTIPART_FIELD_BYTES
         if state.size > limit:
             if not state.is_file:
                 raise InvalidMultipart(f"Form field {state.name!r} is too large")

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from xintu.categories import CATEGORY_DESCRIPTIONS, CATEGORY_NAMES, Category
 from xintu.classify import schemas
 from xintu.classify.service import ClassificationService, Upload, classification_data
+from xintu.classify.writer import Overloaded
 from xintu.config import Settings
 from xintu.deps import Caller, caller_of
 from xintu.errors import (
@@ -42,6 +43,7 @@ _UPLOAD_ERRORS = (
     MissingImage,
     RateLimited,
     NoClassifierAvailable,
+    Overloaded,
 )
 _SINGLE_UPLOAD_BODY = {
     "requestBody": {
@@ -114,9 +116,10 @@ def _now() -> str:
 
 def _labelled(caller: Caller, body_user_id: str | None) -> Caller:
     """Check-cache bodies may carry the client's label instead of the X-User-ID header."""
-    if caller.label is not None or not body_user_id or body_user_id.startswith("user:"):
+    label = body_user_id.strip() if body_user_id else None
+    if caller.label is not None or not label or label.startswith("user:"):
         return caller
-    return Caller(ip=caller.ip, token=caller.token, label=body_user_id.strip()[:128])
+    return Caller(ip=caller.ip, token=caller.token, label=label)
 
 
 @router.get("/categories", response_model=schemas.CategoriesResponse)
@@ -138,7 +141,7 @@ async def list_categories() -> dict[str, Any]:
 @router.post(
     "/classify/check-cache",
     response_model=schemas.CheckCacheResponse,
-    responses=responses(InvalidHash, RateLimited),
+    responses=responses(InvalidHash, RateLimited, Overloaded),
 )
 async def check_cache(
     body: schemas.CheckCacheRequest,
@@ -167,7 +170,7 @@ async def check_cache(
 @router.post(
     "/classify/batch-check-cache",
     response_model=schemas.BatchCheckCacheResponse,
-    responses=responses(InvalidHash, RateLimited),
+    responses=responses(InvalidHash, RateLimited, Overloaded),
 )
 async def batch_check_cache(
     body: schemas.BatchCheckCacheRequest,
@@ -276,7 +279,7 @@ def _claimed_hashes(raw: str | None, count: int) -> list[str | None]:
 @router.post(
     "/classify/batch",
     response_model=schemas.BatchClassifyResponse,
-    responses=responses(BatchTooLarge, InvalidHash, MissingImage, RateLimited),
+    responses=responses(BatchTooLarge, InvalidHash, MissingImage, RateLimited, Overloaded),
     openapi_extra=_BATCH_UPLOAD_BODY,
 )
 async def classify_batch(
@@ -285,6 +288,9 @@ async def classify_batch(
 ) -> FastJSONResponse:
     """Classify up to ``XINTU_BATCH_MAX`` images; one bad file never fails the batch."""
     started = time.perf_counter()
+    # A batch counts one per file; the first is counted before the body is read, so that a
+    # limited caller's body costs nothing to refuse.
+    await context.limiter.hit("classify", context.caller.uploader)
     form = await read_multipart(
         request,
         max_file_bytes=context.settings.max_upload_bytes,
@@ -294,7 +300,8 @@ async def classify_batch(
     files = form.files_named("images", "images[]", "image", "file")
     if not files:
         raise MissingImage("No images in the request: send repeated multipart field 'images'")
-    await context.limiter.hit("classify", context.caller.uploader, cost=len(files))
+    if len(files) > 1:
+        await context.limiter.hit("classify", context.caller.uploader, cost=len(files) - 1)
     claimed = _claimed_hashes(form.first_field("image_hashes"), len(files))
 
     uploads: list[Upload | AppError] = []
@@ -370,9 +377,9 @@ async def local_classify(
     started = time.perf_counter()
     await context.limiter.hit("classify", context.caller.uploader)
     upload = await _read_single_upload(request, context.settings.max_upload_bytes)
-    image, prediction = await context.service.classify_local(upload.data)
+    received_hash, prediction = await context.service.classify_local(upload.data)
     data: dict[str, Any] = classification_data(
-        upload.claimed_hash or image.sha256,
+        upload.claimed_hash or received_hash,
         prediction.category.value,
         prediction.confidence,
         prediction.description,

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from xintu.labels import ClientLabel
+
 
 class CheckCacheRequest(BaseModel):
     image_hash: str = Field(description="SHA-256 of the original file, 64 hex characters")
-    user_id: str | None = Field(default=None, description="The client's label for statistics")
+    user_id: ClientLabel = Field(default=None, description="The client's label for statistics")
 
 
 class BatchCheckCacheRequest(BaseModel):
     image_hashes: list[str] = Field(min_length=1, max_length=1000)
-    user_id: str | None = None
+    user_id: ClientLabel = Field(default=None, description="The client's label for statistics")
 
 
 class Classification(BaseModel):

@@ -21,7 +21,8 @@ from xintu.errors import (
     NoClassifierAvailable,
     UnsupportedMediaType,
 )
-from xintu.images.validation import check_header, prepare_image, sha256_hex, sniff_format
+from xintu.images.budget import decode_budget, decoded
+from xintu.images.validation import check_header, sha256_hex, sniff_format
 from xintu.inference.base import Classifier, Prediction, PreparedImage
 from xintu.inference.hybrid import HybridClassifier, NoClassifierAnswered
 from xintu.inference.pricing import call_cost
@@ -107,6 +108,7 @@ class ClassificationService:
         self.flights = flights
         self.local = local
         self.credit_gate = credit_gate
+        self._budget = decode_budget(settings.decode_budget_pixels)
 
     # -- cache checks (no upload) -----------------------------------------------------------
 
@@ -115,6 +117,7 @@ class ClassificationService:
     ) -> dict[str, Any] | None:
         """The cached classification the caller may see, or None. A hit is logged."""
         started = time.perf_counter()
+        await self.writer.reserve(1)
         entry = await self.cache.get(image_hash)
         if entry is None or not entry.visible_to(caller.uploader):
             return None
@@ -125,6 +128,7 @@ class ClassificationService:
         self, hashes: list[str], caller: Caller, request_id: str
     ) -> list[dict[str, Any] | None]:
         started = time.perf_counter()
+        await self.writer.reserve(len(hashes))
         entries = await self.cache.get_many(hashes)
         results: list[dict[str, Any] | None] = []
         for image_hash in hashes:
@@ -168,6 +172,7 @@ class ClassificationService:
     ) -> ClassifyOutcome:
         """Answer one uploaded image from the cache or by inference; failures are logged."""
         started = time.perf_counter()
+        await self.writer.reserve(1)
         try:
             return await self._classify_upload(upload, caller, request_id, endpoint, started)
         except AppError as error:
@@ -199,16 +204,15 @@ class ClassificationService:
             self._log_hit(entry, caller, request_id, endpoint, started)
             return ClassifyOutcome(_entry_data(entry), True, _elapsed_ms(started))
 
-        image = await asyncio.to_thread(prepare_image, upload.data, self.settings.max_image_pixels)
-        prediction, leader = await self.flights.run(
-            image.sha256, lambda: self._infer(image, caller, request_id)
+        received_hash, prediction, leader = await self._decode_and_infer(
+            upload.data, caller, request_id
         )
         if self._cacheable(prediction):
             await self.cache.record(
                 key,
                 prediction,
                 uploader=caller.uploader,
-                server_verified=key == image.sha256,
+                server_verified=key == received_hash,
                 size_bytes=len(upload.data),
             )
         if leader:
@@ -281,17 +285,29 @@ class ClassificationService:
 
         return list(await asyncio.gather(*(one(upload) for upload in uploads)))
 
-    async def classify_local(self, data: bytes) -> tuple[PreparedImage, Prediction]:
-        """The local pipeline only, no cache (``POST /local-classify``)."""
+    async def classify_local(self, data: bytes) -> tuple[str, Prediction]:
+        """The local pipeline only, no cache (``POST /local-classify``): the received bytes'
+        hash and the prediction."""
         if self.local is None:
             raise NoClassifierAvailable("The local classifier is not installed or disabled")
-        image = await asyncio.to_thread(prepare_image, data, self.settings.max_image_pixels)
-        try:
-            return image, await self.local.classify(image)
-        except Exception as exc:
-            raise NoClassifierAvailable(f"The local classifier failed: {exc}") from exc
+        async with decoded(data, self.settings.max_image_pixels, self._budget) as image:
+            try:
+                return image.sha256, await self.local.classify(image)
+            except Exception as exc:
+                raise NoClassifierAvailable(f"The local classifier failed: {exc}") from exc
 
     # -- helpers ---------------------------------------------------------------------------
+
+    async def _decode_and_infer(
+        self, data: bytes, caller: Caller, request_id: str
+    ) -> tuple[str, Prediction, bool]:
+        """The received bytes' hash, the prediction and whether this request inferred it
+        (single flight). The decoded image lives only in this frame: within its budget."""
+        async with decoded(data, self.settings.max_image_pixels, self._budget) as image:
+            prediction, leader = await self.flights.run(
+                image.sha256, lambda: self._infer(image, caller, request_id)
+            )
+            return image.sha256, prediction, leader
 
     async def _infer(self, image: PreparedImage, caller: Caller, request_id: str) -> Prediction:
         """Inference for a cache miss. With billing, a remote call needs a credit reserved

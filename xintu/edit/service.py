@@ -51,7 +51,8 @@ from xintu.edit.operations import (
 from xintu.edit.providers import NoEditorAnswered, RemoteEditChain
 from xintu.edit.storage import EditStore
 from xintu.errors import AppError, NotAuthenticated, NotFound
-from xintu.images.validation import prepare_image
+from xintu.images.budget import decode_budget, decoded
+from xintu.images.validation import header_pixels, prepare_image
 from xintu.inference.remote import image_payload
 from xintu.models import ImageEditTask, UserCredits, WechatUser
 from xintu.models.base import utcnow
@@ -172,8 +173,10 @@ class EditService:
         params = parse_params(operation, params_raw)
         if operation.kind is OperationKind.remote and not self.chain.available:
             raise EditUnavailable()
-        prepared = await asyncio.to_thread(prepare_image, data, self.settings.max_image_pixels)
-        cache_key = edit_cache_key(prepared.sha256, operation.id, params)
+        budget = decode_budget(self.settings.decode_budget_pixels)
+        async with decoded(data, self.settings.max_image_pixels, budget) as prepared:
+            image_hash = prepared.sha256
+        cache_key = edit_cache_key(image_hash, operation.id, params)
         now = utcnow()
         task_id = str(uuid.uuid4())
         fields: dict[str, Any] = {
@@ -510,17 +513,21 @@ class EditService:
                 return "ok", reused
             data = await asyncio.to_thread(self.store.read, claimed.input_path)
             operation = get_operation(claimed.operation)
+            budget = decode_budget(self.settings.decode_budget_pixels)
             if operation.kind is OperationKind.local:
-                result = await asyncio.to_thread(
-                    _local_edit,
-                    data,
-                    claimed.operation,
-                    claimed.params,
-                    self.settings.max_image_pixels,
-                )
+                async with budget.reserve(header_pixels(data)):
+                    result = await asyncio.to_thread(
+                        _local_edit,
+                        data,
+                        claimed.operation,
+                        claimed.params,
+                        self.settings.max_image_pixels,
+                    )
                 return "ok", (result, "image/jpeg", "local")
-            prepared = await asyncio.to_thread(prepare_image, data, self.settings.max_image_pixels)
-            mime, payload = await asyncio.to_thread(image_payload, prepared)
+            async with budget.reserve(header_pixels(data)):
+                mime, payload = await asyncio.to_thread(
+                    _remote_payload, data, self.settings.max_image_pixels
+                )
             try:
                 edited = await self.chain.edit(
                     payload, mime, remote_prompt(claimed.operation, claimed.params)
@@ -827,6 +834,11 @@ class EditService:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _remote_payload(data: bytes, max_pixels: int) -> tuple[str, bytes]:
+    """What a remote editor is sent; the decoded image is dropped on return."""
+    return image_payload(prepare_image(data, max_pixels))
 
 
 def _local_edit(data: bytes, operation_id: str, params: dict[str, Any], max_pixels: int) -> bytes:

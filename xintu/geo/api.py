@@ -15,8 +15,9 @@ from xintu.errors import ImageTooLarge, MissingImage, UnsupportedMediaType, resp
 from xintu.geo import service
 from xintu.geo.schemas import BatchIn, BatchOut, LocateOut, PointIn
 from xintu.geo.service import InvalidGps, NoGps
+from xintu.images.budget import decode_budget
 from xintu.images.exif import read_exif
-from xintu.images.validation import sniff_format
+from xintu.images.validation import header_pixels, sniff_format
 from xintu.responses import FastJSONResponse
 from xintu.uploads import InvalidMultipart, read_multipart
 
@@ -57,7 +58,9 @@ async def locate(request: Request, settings: SettingsDep) -> FastJSONResponse:
         data = uploads[0].data
         if sniff_format(data) is None:
             raise UnsupportedMediaType()
-        exif = await run_in_threadpool(read_exif, data, max_pixels=settings.max_image_pixels)
+        # Reading a PNG's EXIF may decode its pixels.
+        async with decode_budget(settings.decode_budget_pixels).reserve(header_pixels(data)):
+            exif = await run_in_threadpool(read_exif, data, max_pixels=settings.max_image_pixels)
         if exif.gps_error is not None:
             raise InvalidGps(exif.gps_error)
         if exif.latitude is None or exif.longitude is None:

@@ -61,8 +61,9 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def check_header(data: bytes, max_pixels: int) -> None:
-    """Cheap checks without decoding pixels: known type, readable header, pixel limit."""
+def check_header(data: bytes, max_pixels: int) -> tuple[int, int]:
+    """Cheap checks without decoding pixels: known type, readable header, pixel limit.
+    Returns the width and height."""
     if sniff_format(data) is None:
         raise UnsupportedMediaType()
     try:
@@ -73,6 +74,18 @@ def check_header(data: bytes, max_pixels: int) -> None:
         raise InvalidImage(f"The image cannot be decoded: {type(exc).__name__}") from exc
     if width <= 0 or height <= 0 or width * height > max_pixels:
         raise InvalidImage(f"The image has {width}x{height} pixels; the limit is {max_pixels}")
+    return width, height
+
+
+def header_pixels(data: bytes) -> int:
+    """The pixel count a header announces; 0 when it cannot be read (decoding fails fast)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            width, height = Image.open(io.BytesIO(data)).size
+    except Exception:  # noqa: BLE001 - whatever the reason, the decoder will report it
+        return 0
+    return max(0, width) * max(0, height)
 
 
 def prepare_image(data: bytes, max_pixels: int) -> PreparedImage:

@@ -53,6 +53,44 @@ class _ClassifierCollector(Collector):
         yield state
 
 
+class _RequestLogCollector(Collector):
+    """The request-log writer's backlog and what it could not write, read at scrape time."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        service = getattr(self._app.state, "classification", None)
+        if service is None:
+            return
+        writer = service.writer
+        yield GaugeMetricFamily(
+            "xintu_request_log_backlog_rows",
+            "request_log rows logged and not yet committed",
+            value=writer.backlog,
+        )
+        yield CounterMetricFamily(
+            "xintu_request_log_rows_written",
+            "request_log rows committed",
+            value=writer.rows_written,
+        )
+        yield CounterMetricFamily(
+            "xintu_request_log_rows_set_aside",
+            "request_log rows the database refused (bad data), set aside so the rest is written",
+            value=writer.rows_set_aside,
+        )
+        yield CounterMetricFamily(
+            "xintu_request_log_rows_dropped",
+            "request_log rows dropped while the database was unreachable and the buffer full",
+            value=writer.rows_dropped,
+        )
+        yield CounterMetricFamily(
+            "xintu_request_log_backpressure_waits",
+            "Requests that waited for room in the request_log backlog",
+            value=writer.backpressure_waits,
+        )
+
+
 class Metrics:
     def __init__(self, app: FastAPI) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -89,6 +127,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_ClassifierCollector(app))
+        self.registry.register(_RequestLogCollector(app))
 
     def observe_log_row(self, row: dict[str, Any]) -> None:
         """Called for every request_log row the classification service writes."""
