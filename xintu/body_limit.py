@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from xintu.config import Settings
 from xintu.errors import AppError, BatchTooLarge, ImageTooLarge, error_body
 from xintu.responses import FastJSONResponse
+from xintu.video.errors import VideoTooLarge
 
 # Multipart form fields beside the files (hashes, operation, params).
 MULTIPART_FIELD_BYTES = 1024 * 1024
@@ -63,6 +64,9 @@ def route_body_limits(settings: Settings, api_prefix: str) -> dict[str, BodyLimi
         "/edit/tasks": upload,
         "/geo/locate": upload,
         "/classify/batch": batch,
+        "/classify/video": BodyLimit(
+            settings.max_video_bytes + MULTIPART_FIELD_BYTES, _app_error(VideoTooLarge)
+        ),
         "/billing/wechatpay/notify": BodyLimit(PAYMENT_CALLBACK_BYTES, _payment_callback_refusal),
     }
     return {api_prefix + path: limit for path, limit in paths.items()}
