@@ -187,6 +187,9 @@ class ClassificationService:
             return ClassifyOutcome(_entry_data(entry), True, _elapsed_ms(started))
 
         image = await asyncio.to_thread(prepare_image, upload.data, self.settings.max_image_pixels)
+        # Never pay a provider for an answer that could not be stored: with the database
+        # down a moment ago, refuse now (the lookup above already failed if it is down now).
+        self.cache.database_state.require()
         prediction, leader = await self.flights.run(
             image.sha256, lambda: self._infer(image, caller)
         )

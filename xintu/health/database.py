@@ -1,0 +1,70 @@
+"""Whether the database is reachable, as the requests and ``/health`` last saw it.
+
+A request that finds the database unreachable answers 503 ``database_unavailable`` (never
+500), and for a short pause afterwards new classifications are refused before any provider
+is called: an LLM answer that could not be stored or billed would be paid for nothing.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import FastAPI, Request
+from loguru import logger
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from xintu.errors import DatabaseUnavailable, error_body
+from xintu.responses import FastJSONResponse
+
+# After a connection failure, how long requests trust it instead of dialling again.
+_PAUSE_S = 2.0
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """A lost or refused connection (not a bad statement or a constraint)."""
+    if isinstance(exc, DBAPIError):
+        return (
+            exc.connection_invalidated
+            or isinstance(exc, OperationalError | InterfaceError)
+            or isinstance(exc.orig, OSError | TimeoutError)
+        )
+    return isinstance(exc, OSError | TimeoutError)
+
+
+class DatabaseState:
+    def __init__(self) -> None:
+        self._failed_at: float | None = None
+
+    @property
+    def recently_failed(self) -> bool:
+        return self._failed_at is not None and time.monotonic() - self._failed_at < _PAUSE_S
+
+    def mark_failed(self, exc: BaseException) -> None:
+        if self._failed_at is None:
+            logger.warning("database unavailable: {!r}", exc)
+        self._failed_at = time.monotonic()
+
+    def mark_up(self) -> None:
+        if self._failed_at is not None:
+            logger.info("database reachable again")
+        self._failed_at = None
+
+    def require(self) -> None:
+        """503 ``database_unavailable`` at once if the database failed moments ago."""
+        if self.recently_failed:
+            raise DatabaseUnavailable()
+
+
+def install_database_unavailable_handler(app: FastAPI, state: DatabaseState) -> None:
+    """Any request that loses the database answers 503 in the API's shape, not 500."""
+
+    async def handler(_: Request, exc: Exception) -> FastJSONResponse:
+        if not is_database_unavailable(exc):
+            raise exc
+        state.mark_failed(exc)
+        error = DatabaseUnavailable()
+        return FastJSONResponse(error_body(error.code, error.detail), status_code=503)
+
+    app.add_exception_handler(DBAPIError, handler)
+    app.add_exception_handler(OSError, handler)
+    app.add_exception_handler(TimeoutError, handler)
