@@ -28,7 +28,7 @@ from xintu.classify import repository
 from xintu.classify.repository import CacheEntry
 from xintu.db import Database, retry_on_conflict
 from xintu.errors import DatabaseUnavailable
-from xintu.health.database import DatabaseState, is_database_unavailable
+from xintu.health.database import DatabaseState, is_database_busy, is_database_unavailable
 from xintu.inference.base import Prediction
 from xintu.models.base import utcnow
 from xintu.redis_guard import RedisGuard, RedisUnavailable
@@ -170,10 +170,11 @@ class ClassificationCache:
         try:
             entry = await self._write(write)
         except Exception as exc:
-            if not is_database_unavailable(exc):
+            if is_database_unavailable(exc):
+                self.database_state.mark_failed(exc)
+            elif not is_database_busy(exc):
                 raise
             # The answer is paid for: the caller gets it, the database gets it later.
-            self.database_state.mark_failed(exc)
             self._queue(write)
             return None
         await self._publish([entry])
@@ -216,8 +217,9 @@ class ClassificationCache:
             try:
                 entry = await self._write(write)
             except Exception as exc:  # noqa: BLE001 - a bad row must not block the others
-                if is_database_unavailable(exc):
-                    self.database_state.mark_failed(exc)
+                if is_database_unavailable(exc) or is_database_busy(exc):
+                    if is_database_unavailable(exc):
+                        self.database_state.mark_failed(exc)
                     return
                 logger.error("queued cache write for {} dropped: {!r}", write.image_hash, exc)
                 self._pending.pop(0)

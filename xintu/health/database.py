@@ -12,6 +12,7 @@ import time
 from fastapi import FastAPI, Request
 from loguru import logger
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from xintu.errors import DatabaseUnavailable, error_body
 from xintu.responses import FastJSONResponse
@@ -20,8 +21,18 @@ from xintu.responses import FastJSONResponse
 _PAUSE_S = 2.0
 
 
+def is_database_busy(exc: BaseException) -> bool:
+    """The database is up but overloaded: no pooled connection came free in time, or
+    SQLite's writer lock was held past the busy timeout. Worth a 503, not an outage."""
+    if isinstance(exc, PoolTimeoutError):
+        return True
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
 def is_database_unavailable(exc: BaseException) -> bool:
-    """A lost or refused connection (not a bad statement or a constraint)."""
+    """A lost or refused connection (not a bad statement, a constraint or a busy lock)."""
+    if is_database_busy(exc):
+        return False
     if isinstance(exc, DBAPIError):
         return (
             exc.connection_invalidated
@@ -59,12 +70,16 @@ def install_database_unavailable_handler(app: FastAPI, state: DatabaseState) -> 
     """Any request that loses the database answers 503 in the API's shape, not 500."""
 
     async def handler(_: Request, exc: Exception) -> FastJSONResponse:
-        if not is_database_unavailable(exc):
+        if is_database_unavailable(exc):
+            state.mark_failed(exc)
+        elif not is_database_busy(exc):
             raise exc
-        state.mark_failed(exc)
         error = DatabaseUnavailable()
-        return FastJSONResponse(error_body(error.code, error.detail), status_code=503)
+        return FastJSONResponse(
+            error_body(error.code, error.detail), status_code=503, headers={"Retry-After": "1"}
+        )
 
     app.add_exception_handler(DBAPIError, handler)
+    app.add_exception_handler(PoolTimeoutError, handler)
     app.add_exception_handler(OSError, handler)
     app.add_exception_handler(TimeoutError, handler)
