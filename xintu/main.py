@@ -30,6 +30,7 @@ from xintu.edit.api import router as edit_router
 from xintu.edit.tasks import start_edit_runtime
 from xintu.errors import install_error_handlers
 from xintu.geo.api import router as geo_router
+from xintu.headers import SecurityHeadersMiddleware
 from xintu.health.api import router as health_router
 from xintu.health.database import DatabaseState, install_database_unavailable_handler
 from xintu.inference.base import Classifier, ClassifierError
@@ -66,11 +67,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await _start_components(app, settings, stack)
             yield
 
+    docs = bool(settings.docs_enabled)
     app = FastAPI(
         title="XinTu Album backend",
         version=__version__,
         lifespan=lifespan,
         default_response_class=FastJSONResponse,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
     app.state.local_classifier_factory = build_local_classifier
@@ -80,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_metrics(app)
     install_dashboard(app)
 
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
 
     api = APIRouter(prefix=API_PREFIX)
