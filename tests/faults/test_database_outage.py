@@ -82,7 +82,9 @@ async def test_database_lost_while_the_provider_answers(
 ) -> None:
     url, proxy = proxied_database
     image = make_image(Category.travel_scenery, seed=3)
-    fake_llm.delay_s = 0.5
+    # Long enough that the cut lands while the provider is still answering, even on a
+    # loaded machine.
+    fake_llm.delay_s = 3.0
     async with make_client(database_url=url, **llm_settings(fake_llm)) as (app, client):
         assert (await client.get("/api/v1/health")).status_code == 200
         pending = asyncio.create_task(upload(client, image))
@@ -108,3 +110,19 @@ async def test_database_lost_while_the_provider_answers(
         assert row.category == "travel_scenery"
         assert len(await log_rows(app)) == 1
     assert fake_llm.calls == 1
+
+
+async def test_an_unrelated_os_error_is_not_taken_for_a_database_outage(
+    make_client: AppFactory, sqlite_url: str
+) -> None:
+    async with make_client(database_url=sqlite_url) as (app, client):
+
+        async def missing_file() -> None:
+            open("/nonexistent/xintu-file")
+
+        app.router.add_api_route("/broken-file", missing_file)
+        response = await client.get("/broken-file")
+        assert response.status_code == 500
+        assert response.json()["code"] == "internal_error"
+        # Classifications are not paused: the database was never in question.
+        assert app.state.database_state.recently_failed is False

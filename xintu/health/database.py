@@ -14,6 +14,7 @@ from loguru import logger
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from xintu.db import is_retryable_conflict
 from xintu.errors import DatabaseUnavailable, error_body
 from xintu.responses import FastJSONResponse
 
@@ -31,7 +32,7 @@ def is_database_busy(exc: BaseException) -> bool:
 
 def is_database_unavailable(exc: BaseException) -> bool:
     """A lost or refused connection (not a bad statement, a constraint or a busy lock)."""
-    if is_database_busy(exc):
+    if is_database_busy(exc) or (isinstance(exc, DBAPIError) and is_retryable_conflict(exc)):
         return False
     if isinstance(exc, DBAPIError):
         return (
@@ -39,7 +40,22 @@ def is_database_unavailable(exc: BaseException) -> bool:
             or isinstance(exc, OperationalError | InterfaceError)
             or isinstance(exc.orig, OSError | TimeoutError)
         )
-    return isinstance(exc, OSError | TimeoutError)
+    # Some drivers let a refused connection or a timeout through unwrapped; the same
+    # errors from anywhere else (a file, another service) are not the database's.
+    return isinstance(exc, OSError | TimeoutError) and _raised_in_database_driver(exc)
+
+
+_DRIVER_MODULES = ("sqlalchemy.", "asyncpg.", "asyncmy.", "aiomysql.", "aiosqlite.", "sqlite3")
+
+
+def _raised_in_database_driver(exc: BaseException) -> bool:
+    traceback = exc.__traceback__
+    while traceback is not None:
+        module = str(traceback.tb_frame.f_globals.get("__name__", ""))
+        if module.startswith(_DRIVER_MODULES):
+            return True
+        traceback = traceback.tb_next
+    return False
 
 
 class DatabaseState:
