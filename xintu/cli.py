@@ -175,6 +175,7 @@ def cache_purge(
 
     from xintu.classify.cache import ClassificationCache
     from xintu.db import Database
+    from xintu.redis_guard import RedisGuard
 
     settings = get_settings()
 
@@ -184,7 +185,7 @@ def cache_purge(
         try:
             cache = ClassificationCache(
                 database,
-                redis,
+                RedisGuard(redis) if redis is not None else None,
                 quorum=settings.cache_quorum,
                 memory_entries=1,
                 memory_ttl_s=1,

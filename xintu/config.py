@@ -203,6 +203,12 @@ class Settings(BaseSettings):
     stats_stream_interval_s: float = Field(default=1.0, gt=0)
     stats_window_s: int = Field(default=60, ge=1, le=3600)
 
+    # Exposure of operational endpoints: /metrics needs this bearer token (or an admin
+    # token) when set; /docs, /redoc and /openapi.json are served only when enabled
+    # (default: in development only).
+    metrics_token: str | None = None
+    docs_enabled: bool | None = None
+
     @field_validator("providers", "edit_providers", mode="before")
     @classmethod
     def _split_providers(cls, value: object) -> object:
@@ -242,6 +248,8 @@ class Settings(BaseSettings):
             raise ValueError(f"XINTU_TIMEZONE {self.timezone!r} is not an IANA time zone") from exc
         if self.log_retention_days < 1 or self.log_purge_batch_size < 1:
             raise ValueError("XINTU_LOG_RETENTION_DAYS and XINTU_LOG_PURGE_BATCH_SIZE must be >= 1")
+        if self.docs_enabled is None:
+            self.docs_enabled = self.environment == "development"
         if self.wechatpay_appid is None:
             self.wechatpay_appid = self.wechat_appid
         if self.wechat_mp_appid is None:
@@ -255,7 +263,7 @@ class Settings(BaseSettings):
 
     def ensure_secrets(self) -> None:
         """Fill unset secrets from files in the data directory, creating them once."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not self.jwt_secret:
             self.jwt_secret = _persistent_secret(self.data_dir / "jwt_secret", 48)
         if not self.data_key:

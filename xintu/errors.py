@@ -70,6 +70,12 @@ class NoClassifierAvailable(AppError):
     detail = "No classifier could answer: remote providers failed and no local model is available"
 
 
+class DatabaseUnavailable(AppError):
+    status_code = 503
+    code = "database_unavailable"
+    detail = "The database is unreachable; retry shortly"
+
+
 class NotAuthenticated(AppError):
     status_code = 401
     code = "not_authenticated"

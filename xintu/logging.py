@@ -31,7 +31,16 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
         "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <7}</level> | "
         "{extra[request_id]} | {name}:{line} - <level>{message}</level>"
     )
-    logger.add(sys.stderr, level=level.upper(), serialize=json, format=fmt, backtrace=False)
+    # diagnose would print every frame's local variables, the raw bytes of an upload
+    # among them: raw images must never reach a log (DESIGN §4.7).
+    logger.add(
+        sys.stderr,
+        level=level.upper(),
+        serialize=json,
+        format=fmt,
+        backtrace=False,
+        diagnose=False,
+    )
     logging.basicConfig(handlers=[_InterceptHandler()], level=level.upper(), force=True)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers = [_InterceptHandler()]

@@ -31,13 +31,16 @@ from xintu.edit.api import router as edit_router
 from xintu.edit.tasks import start_edit_runtime
 from xintu.errors import install_error_handlers
 from xintu.geo.api import router as geo_router
+from xintu.headers import SecurityHeadersMiddleware
 from xintu.health.api import router as health_router
+from xintu.health.database import DatabaseState, install_database_unavailable_handler
 from xintu.inference.base import Classifier, ClassifierError
 from xintu.inference.hybrid import CircuitBreaker, HybridClassifier, ProviderSlot
 from xintu.inference.local import LocalClassifier
 from xintu.inference.remote import RemoteClassifier, create_http_session, provider_configs
 from xintu.logging import configure_logging
 from xintu.ratelimit import RateLimiter
+from xintu.redis_guard import RedisGuard
 from xintu.request_id import RequestIdMiddleware
 from xintu.responses import FastJSONResponse
 from xintu.stats.api import router as stats_router
@@ -54,6 +57,7 @@ from xintu.video.service import VideoService
 from xintu.web import mount_web
 
 API_PREFIX = "/api/v1"
+_REDIS_TIMEOUT_S = 2.0
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -68,15 +72,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await _start_components(app, settings, stack)
             yield
 
+    docs = bool(settings.docs_enabled)
     app = FastAPI(
         title="XinTu Album backend",
         version=__version__,
         lifespan=lifespan,
         default_response_class=FastJSONResponse,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
     app.state.local_classifier_factory = build_local_classifier
+    app.state.database_state = DatabaseState()
     install_error_handlers(app)
+    install_database_unavailable_handler(app, app.state.database_state)
     # Inside the metrics middleware, so that its 413s are counted too.
     app.add_middleware(
         BodyLimitMiddleware,
@@ -86,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_metrics(app)
     install_dashboard(app)
 
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
 
     api = APIRouter(prefix=API_PREFIX)
@@ -119,10 +130,18 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
     app.state.accounts = AccountStatus(database.sessionmaker, settings.account_status_ttl_s)
 
     redis: Redis | None = None
+    redis_guard: RedisGuard | None = None
     if settings.redis_url:
-        redis = Redis.from_url(settings.redis_url)
+        # Timeouts: a Redis that stops answering must fail fast into the fallbacks.
+        redis = Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=_REDIS_TIMEOUT_S,
+            socket_timeout=_REDIS_TIMEOUT_S,
+        )
         stack.push_async_callback(redis.aclose)
+        redis_guard = RedisGuard(redis)
     app.state.redis = redis
+    app.state.redis_guard = redis_guard
 
     http = create_http_session(settings.remote_max_concurrency)
     stack.push_async_callback(http.close)
@@ -147,11 +166,12 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
 
     cache = ClassificationCache(
         database,
-        redis,
+        redis_guard,
         quorum=settings.cache_quorum,
         memory_entries=settings.memory_cache_entries,
         memory_ttl_s=settings.memory_cache_ttl_s,
         redis_ttl_s=settings.redis_cache_ttl_s,
+        database_state=app.state.database_state,
     )
     await cache.start()
     stack.push_async_callback(cache.stop)
@@ -207,7 +227,7 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
         cache,
         classifier,
         writer,
-        SingleFlight(redis, flight_ttl),
+        SingleFlight(redis_guard, flight_ttl),
         classifier.local,
         credit_gate=credit_gate,
     )
@@ -215,7 +235,7 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
     # In-memory broker: edits run in this process; with Redis, `xintu worker` runs them.
     app.state.edit = await start_edit_runtime(settings, database, http, stack, worker=False)
     app.state.rate_limiter = RateLimiter(
-        settings.redis_url, redis, settings.rate_limit_classify, settings.rate_limit_check
+        settings.redis_url, redis_guard, settings.rate_limit_classify, settings.rate_limit_check
     )
     await _start_admin_components(app, settings, stack, database)
 
@@ -233,7 +253,7 @@ async def _start_admin_components(
         )
     # Its own limiter: guessing passwords is limited per IP whatever the other limits are.
     app.state.admin_login_limiter = RateLimiter(
-        settings.redis_url, app.state.redis, "0", settings.rate_limit_admin_login
+        settings.redis_url, app.state.redis_guard, "0", settings.rate_limit_admin_login
     )
     run_every(
         stack,

@@ -204,6 +204,9 @@ class ClassificationService:
             self._log_hit(entry, caller, request_id, endpoint, started)
             return ClassifyOutcome(_entry_data(entry), True, _elapsed_ms(started))
 
+        # Never pay a provider for an answer that could not be stored: with the database
+        # down a moment ago, refuse now (the lookup above already failed if it is down now).
+        self.cache.database_state.require()
         received_hash, prediction, leader = await self._decode_and_infer(
             upload.data, caller, request_id
         )

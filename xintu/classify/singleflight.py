@@ -5,7 +5,7 @@ pair a false hash with someone else's picture). Within a process the followers a
 leader's future; a flight that has just landed still answers identical bytes for a few
 seconds (a batch holding the same photo twice, a client retrying). With Redis, processes
 coordinate through a short lock: the leader publishes its prediction under a result key
-and followers elsewhere poll for it.
+and followers elsewhere poll for it. While Redis is down, flights are per process only.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from functools import partial
 from typing import cast
 
 import orjson
@@ -23,6 +24,7 @@ from redis.asyncio import Redis
 
 from xintu.categories import Category
 from xintu.inference.base import Prediction
+from xintu.redis_guard import RedisGuard, RedisUnavailable
 
 _LOCK_PREFIX = "xintu:flight:lock:"
 _RESULT_PREFIX = "xintu:flight:result:"
@@ -33,7 +35,7 @@ _RECENT_TTL_S = 5.0
 
 
 class SingleFlight:
-    def __init__(self, redis: Redis | None, lock_ttl_s: float) -> None:
+    def __init__(self, redis: RedisGuard | None, lock_ttl_s: float) -> None:
         self._redis = redis
         self._lock_ttl_ms = int(lock_ttl_s * 1000)
         self._inflight: dict[str, asyncio.Future[Prediction]] = {}
@@ -71,33 +73,55 @@ class SingleFlight:
     ) -> tuple[Prediction, bool]:
         if self._redis is None:
             return await infer(), True
+        try:
+            return await self._coordinate(self._redis, key, infer)
+        except RedisUnavailable:
+            # Redis failed before this call inferred (``_coordinate`` never lets a failure
+            # after inference escape): infer here, the flight is per process for now.
+            return await infer(), True
+
+    async def _coordinate(
+        self, redis: RedisGuard, key: str, infer: Callable[[], Awaitable[Prediction]]
+    ) -> tuple[Prediction, bool]:
         token = secrets.token_hex(8)
-        deadline = asyncio.get_running_loop().time() + self._lock_ttl_ms / 1000
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._lock_ttl_ms / 1000
+        lock_key, result_key = _LOCK_PREFIX + key, _RESULT_PREFIX + key
         while True:
-            raw = await self._redis.get(_RESULT_PREFIX + key)
+            raw = await redis.call(lambda r: r.get(result_key))
             if raw is not None:
                 return _loads(cast(bytes, raw)), False
-            if await self._redis.set(_LOCK_PREFIX + key, token, nx=True, px=self._lock_ttl_ms):
+            locked = await redis.call(
+                lambda r: r.set(lock_key, token, nx=True, px=self._lock_ttl_ms)
+            )
+            if locked:
                 try:
                     prediction = await infer()
-                    await self._redis.set(
-                        _RESULT_PREFIX + key, _dumps(prediction), ex=_RESULT_TTL_S
-                    )
+                    with contextlib.suppress(RedisUnavailable):
+                        await redis.call(partial(_store_result, result_key, prediction))
                     return prediction, True
                 finally:
-                    with contextlib.suppress(Exception):
-                        if await self._redis.get(_LOCK_PREFIX + key) == token.encode():
-                            await self._redis.delete(_LOCK_PREFIX + key)
+                    with contextlib.suppress(RedisUnavailable):
+                        await redis.call(lambda r: _release(r, lock_key, token))
             # Another process is inferring: wait for its result, or for its lock to go.
-            while asyncio.get_running_loop().time() < deadline:
-                raw = await self._redis.get(_RESULT_PREFIX + key)
+            while loop.time() < deadline:
+                raw = await redis.call(lambda r: r.get(result_key))
                 if raw is not None:
                     return _loads(cast(bytes, raw)), False
-                if not await self._redis.exists(_LOCK_PREFIX + key):
+                if not await redis.call(lambda r: r.exists(lock_key)):
                     break
                 await asyncio.sleep(_POLL_S)
             else:
                 return await infer(), True
+
+
+async def _store_result(result_key: str, prediction: Prediction, redis: Redis) -> None:
+    await redis.set(result_key, _dumps(prediction), ex=_RESULT_TTL_S)
+
+
+async def _release(redis: Redis, lock_key: str, token: str) -> None:
+    if await redis.get(lock_key) == token.encode():
+        await redis.delete(lock_key)
 
 
 def _dumps(prediction: Prediction) -> bytes:

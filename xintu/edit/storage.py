@@ -16,13 +16,15 @@ from typing import BinaryIO
 class EditStore:
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir
+        # Users' pictures: readable by the service's user only.
+        (data_dir / "edit").mkdir(mode=0o700, parents=True, exist_ok=True)
         for folder in ("inputs", "results"):
-            (data_dir / "edit" / folder).mkdir(parents=True, exist_ok=True)
+            (data_dir / "edit" / folder).mkdir(mode=0o700, exist_ok=True)
 
     def _write(self, relative: str, data: bytes) -> str:
         path = self.root / relative
         temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        with open(temporary, "wb") as handle:
+        with open(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600), "wb") as handle:
             handle.write(data)
         os.replace(temporary, path)
         return relative

@@ -7,12 +7,13 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request
-from redis.asyncio import Redis
 from sqlalchemy import text
 
 from xintu import __version__
 from xintu.db import Database
+from xintu.health.database import DatabaseState
 from xintu.inference.hybrid import CircuitState, HybridClassifier
+from xintu.redis_guard import RedisGuard
 from xintu.responses import FastJSONResponse
 
 router = APIRouter(tags=["operations"])
@@ -38,8 +39,17 @@ async def health(request: Request) -> FastJSONResponse:
     """Service health; 503 when the database is down."""
     state = request.app.state
     database = await _probe(_ping_database(state.db))
-    redis_client: Redis | None = state.redis
-    redis = await _probe(redis_client.ping()) if redis_client is not None else None
+    # The probes also tell the request paths: a recovery is noticed without waiting for
+    # their own retry pause.
+    database_state: DatabaseState = state.database_state
+    if database["ok"]:
+        database_state.mark_up()
+    redis_guard: RedisGuard | None = state.redis_guard
+    redis = None
+    if redis_guard is not None:
+        redis = await _probe(redis_guard.redis.ping())
+        if redis["ok"]:
+            redis_guard.mark_up()
     classifier: HybridClassifier = state.classifier
     providers = [
         {

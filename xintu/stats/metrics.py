@@ -8,18 +8,22 @@ circuit states are read from the classifier when Prometheus scrapes.
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from xintu.config import Settings
+from xintu.errors import NotAuthenticated
 from xintu.inference.hybrid import CircuitState, HybridClassifier
+from xintu.users.security import decode_access_token
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -184,6 +188,22 @@ class MetricsMiddleware:
             self.metrics.http_latency.labels(method, route).observe(time.perf_counter() - started)
 
 
+def _require_metrics_access(request: Request) -> None:
+    """With ``XINTU_METRICS_TOKEN`` set, only that bearer token or an admin token may read."""
+    settings: Settings = request.app.state.settings
+    if not settings.metrics_token:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer" and token:
+        if hmac.compare_digest(token.encode(), settings.metrics_token.encode()):
+            return
+        claims = decode_access_token(token, settings.jwt_secret or "")
+        if claims is not None and claims.kind == "admin":
+            return
+    raise NotAuthenticated("/metrics needs the metrics token or an admin token")
+
+
 def install_metrics(app: FastAPI) -> Metrics:
     """Create the registry, the timing middleware and the ``/metrics`` route."""
     metrics = Metrics(app)
@@ -192,8 +212,9 @@ def install_metrics(app: FastAPI) -> Metrics:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
+    async def prometheus_metrics(request: Request) -> Response:
         """Prometheus text format."""
+        _require_metrics_access(request)
         return metrics.render()
 
     return metrics
