@@ -1,9 +1,14 @@
-"""Per-caller rate limits (the ``limits`` library): in memory, or shared through Redis."""
+"""Per-caller rate limits (the ``limits`` library): in memory, or shared through Redis.
+
+One limiter holds every scope; each scope counts per caller key (DESIGN §3: a WeChat user,
+else an IP address; see ``xintu.clientip``).
+"""
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -15,7 +20,7 @@ from xintu.errors import RateLimited
 
 class RateLimiter:
     def __init__(
-        self, redis_url: str | None, redis: Redis | None, classify: str, check: str
+        self, redis_url: str | None, redis: Redis | None, limits: Mapping[str, str]
     ) -> None:
         storage: Storage
         if redis_url and redis is not None:
@@ -29,16 +34,17 @@ class RateLimiter:
         else:
             storage = MemoryStorage()
         self._limiter = SlidingWindowCounterRateLimiter(storage)
-        self._limits: dict[str, RateLimitItem | None] = {
-            "classify": _parse(classify),
-            "check": _parse(check),
-        }
+        self._limits = {scope: _parse(value) for scope, value in limits.items()}
 
     async def hit(self, scope: str, caller_key: str, cost: int = 1) -> None:
-        """Count ``cost`` requests for the caller; 429 ``rate_limited`` beyond the limit."""
+        """Count ``cost`` requests for the caller; 429 ``rate_limited`` beyond the limit.
+
+        A cost above the whole limit is charged as the whole limit: such a request (a batch
+        larger than the limit) uses up the window instead of being refused forever."""
         item = self._limits[scope]
         if item is None:
             return
+        cost = min(cost, item.amount)
         if await self._limiter.hit(item, scope, caller_key, cost=cost):
             return
         stats = await self._limiter.get_window_stats(item, scope, caller_key)

@@ -14,7 +14,7 @@ from xintu.categories import CATEGORY_DESCRIPTIONS, CATEGORY_NAMES, Category
 from xintu.classify import schemas
 from xintu.classify.service import ClassificationService, Upload, classification_data
 from xintu.config import Settings
-from xintu.deps import Caller, caller_of
+from xintu.deps import Caller, caller_of, client_label
 from xintu.errors import (
     AppError,
     BatchTooLarge,
@@ -114,9 +114,10 @@ def _now() -> str:
 
 def _labelled(caller: Caller, body_user_id: str | None) -> Caller:
     """Check-cache bodies may carry the client's label instead of the X-User-ID header."""
-    if caller.label is not None or not body_user_id or body_user_id.startswith("user:"):
+    label = client_label(body_user_id)
+    if caller.label is not None or label is None:
         return caller
-    return Caller(ip=caller.ip, token=caller.token, label=body_user_id.strip()[:128])
+    return Caller(ip=caller.ip, token=caller.token, label=label)
 
 
 @router.get("/categories", response_model=schemas.CategoriesResponse)
@@ -145,7 +146,7 @@ async def check_cache(
     context: ContextDep,
 ) -> FastJSONResponse:
     """Look up the classification of an original by its SHA-256, without uploading it."""
-    await context.limiter.hit("check", context.caller.uploader)
+    await context.limiter.hit("check", context.caller.key)
     image_hash = normalize_hash(body.image_hash)
     request_id = context.request_id
     data = await context.service.check_cache(
@@ -174,13 +175,15 @@ async def batch_check_cache(
     context: ContextDep,
 ) -> FastJSONResponse:
     """Look up to 1,000 hashes at once; items come back in request order."""
-    await context.limiter.hit("check", context.caller.uploader)
     hashes = []
     for position, value in enumerate(body.image_hashes):
         try:
             hashes.append(normalize_hash(value))
         except InvalidHash as exc:
             raise InvalidHash(f"image_hashes[{position}] is not a SHA-256 hex digest") from exc
+    # Each distinct hash is one lookup against the check limit (a repeat costs nothing
+    # and is answered, logged and counted once).
+    await context.limiter.hit("check", context.caller.key, cost=len(set(hashes)))
     request_id = context.request_id
     results = await context.service.check_cache_batch(
         hashes, _labelled(context.caller, body.user_id), request_id
@@ -239,7 +242,7 @@ async def classify(
     context: ContextDep,
 ) -> FastJSONResponse:
     """Classify one image (multipart ``image``/``file`` or a raw image body)."""
-    await context.limiter.hit("classify", context.caller.uploader)
+    await context.limiter.hit("classify", context.caller.key)
     request_id = context.request_id
     try:
         upload = await _read_single_upload(request, context.settings.max_upload_bytes)
@@ -294,7 +297,7 @@ async def classify_batch(
     files = form.files_named("images", "images[]", "image", "file")
     if not files:
         raise MissingImage("No images in the request: send repeated multipart field 'images'")
-    await context.limiter.hit("classify", context.caller.uploader, cost=len(files))
+    await context.limiter.hit("classify", context.caller.key, cost=len(files))
     claimed = _claimed_hashes(form.first_field("image_hashes"), len(files))
 
     uploads: list[Upload | AppError] = []
@@ -368,7 +371,7 @@ async def local_classify(
 ) -> FastJSONResponse:
     """Classify with the offline pipeline only; never reads or writes the cache."""
     started = time.perf_counter()
-    await context.limiter.hit("classify", context.caller.uploader)
+    await context.limiter.hit("classify", context.caller.key)
     upload = await _read_single_upload(request, context.settings.max_upload_bytes)
     image, prediction = await context.service.classify_local(upload.data)
     data: dict[str, Any] = classification_data(

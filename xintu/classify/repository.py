@@ -6,6 +6,7 @@ in a thread on SQLite and in the async driver's greenlet on MySQL and PostgreSQL
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
@@ -34,6 +35,8 @@ class CacheEntry:
     shared: bool
     # Until shared, the uploaders who may see it (they got this category themselves).
     uploaders: frozenset[str]
+    # Decided on bytes the server hashed itself (not on claims): never re-decided.
+    verified: bool = False
 
     def visible_to(self, uploader: str) -> bool:
         return self.shared or uploader in self.uploaders
@@ -47,7 +50,9 @@ class CacheEntry:
     def loads(cls, raw: bytes) -> CacheEntry:
         payload = orjson.loads(raw)
         payload["uploaders"] = frozenset(payload["uploaders"])
-        return cls(**payload)
+        # Entries stored by an older release lack newer fields: their defaults apply.
+        known = cls.__dataclass_fields__
+        return cls(**{name: value for name, value in payload.items() if name in known})
 
 
 def load_entries(connection: Connection, hashes: list[str]) -> dict[str, CacheEntry]:
@@ -78,9 +83,10 @@ def load_entries(connection: Connection, hashes: list[str]) -> dict[str, CacheEn
 
 
 def record_verified(connection: Connection, image_hash: str, values: dict[str, Any]) -> CacheEntry:
-    """An answer for bytes the server hashed itself: shared at once. It replaces an
-    unshared (claimed) entry and leaves an already shared one as it is."""
-    values = {**values, "shared": True}
+    """An answer for bytes the server hashed itself: shared at once and authoritative. It
+    replaces any entry decided on claims (shared by a quorum or not) and leaves an earlier
+    verified one as it is."""
+    values = {**values, "shared": True, "verified": True}
     dialect = connection.dialect.name
     if dialect in ("sqlite", "postgresql"):
         insert_factory = postgresql_insert if dialect == "postgresql" else sqlite_insert
@@ -90,7 +96,7 @@ def record_verified(connection: Connection, image_hash: str, values: dict[str, A
                 statement.on_conflict_do_update(
                     index_elements=["image_hash"],
                     set_=values,
-                    where=_ENTRIES.c.shared.is_(False),
+                    where=_ENTRIES.c.verified.is_(False),
                 ).returning(*_ENTRIES.c)
             )
             .mappings()
@@ -101,7 +107,7 @@ def record_verified(connection: Connection, image_hash: str, values: dict[str, A
     else:
         replaced = connection.execute(
             update(_ENTRIES)
-            .where(_ENTRIES.c.image_hash == image_hash, _ENTRIES.c.shared.is_(False))
+            .where(_ENTRIES.c.image_hash == image_hash, _ENTRIES.c.verified.is_(False))
             .values(**values)
         )
         if replaced.rowcount == 0:
@@ -120,8 +126,12 @@ def record_claim(
     uploader: str,
     quorum: int,
 ) -> CacheEntry:
-    """An answer under a hash the client claims: record the uploader's claim; share the
-    entry once ``quorum`` distinct uploaders got the same category."""
+    """An answer under a hash the client claims: record the uploader's vote, then decide.
+
+    The entry is shared while one category has at least ``quorum`` distinct uploaders and
+    strictly more than any other; a contradicting vote that breaks that demotes a shared
+    entry to its own voters until the votes decide again. A verified entry is never
+    changed by votes."""
     category = values["category"]
     connection.execute(
         upsert(
@@ -140,29 +150,46 @@ def record_claim(
     claims = connection.execute(
         select(_CLAIMS.c.uploader, _CLAIMS.c.category).where(_CLAIMS.c.image_hash == image_hash)
     ).all()
-    shared = sum(1 for _, claimed in claims if claimed == category) >= quorum
+    winner = _decided_category(Counter(claimed for _, claimed in claims), quorum)
     existing = _select_entry(connection, image_hash, required=False)
     if existing is None:
         connection.execute(
             insert_ignoring_duplicates(
                 connection.dialect.name,
                 _ENTRIES,
-                _new_row(image_hash, {**values, "shared": shared}),
+                _new_row(image_hash, {**values, "shared": winner == category}),
                 ["image_hash"],
             )
         )
-    elif shared and not existing["shared"]:
-        # The quorum settles it: everyone gets this answer from now on.
-        connection.execute(
-            update(_ENTRIES)
-            .where(_ENTRIES.c.image_hash == image_hash)
-            .values(**values, shared=True)
-        )
+    elif not existing["verified"]:
+        if winner == category and (category != existing["category"] or not existing["shared"]):
+            # The votes settle on this answer: everyone gets it from now on.
+            connection.execute(
+                update(_ENTRIES)
+                .where(_ENTRIES.c.image_hash == image_hash, _ENTRIES.c.verified.is_(False))
+                .values(**values, shared=True)
+            )
+        elif existing["shared"] and winner != existing["category"]:
+            connection.execute(
+                update(_ENTRIES)
+                .where(_ENTRIES.c.image_hash == image_hash, _ENTRIES.c.verified.is_(False))
+                .values(shared=False, updated_at=values["updated_at"])
+            )
     row = _select_entry(connection, image_hash)
     uploaders: frozenset[str] = frozenset()
     if not row["shared"]:
         uploaders = frozenset(name for name, claimed in claims if claimed == row["category"])
     return _entry(row, uploaders)
+
+
+def _decided_category(votes: Counter[str], quorum: int) -> str | None:
+    """The category with ``quorum`` or more votes and strictly more than any other."""
+    ranked = votes.most_common(2)
+    if not ranked or ranked[0][1] < quorum:
+        return None
+    if len(ranked) > 1 and ranked[1][1] == ranked[0][1]:
+        return None
+    return ranked[0][0]
 
 
 def purge_model(connection: Connection, model: str) -> list[str]:
@@ -205,4 +232,5 @@ def _entry(row: Any, uploaders: frozenset[str]) -> CacheEntry:
         size_bytes=row["size_bytes"],
         shared=bool(row["shared"]),
         uploaders=uploaders,
+        verified=bool(row["verified"]),
     )

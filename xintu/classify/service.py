@@ -110,7 +110,7 @@ class ClassificationService:
         """The cached classification the caller may see, or None. A hit is logged."""
         started = time.perf_counter()
         entry = await self.cache.get(image_hash)
-        if entry is None or not entry.visible_to(caller.uploader):
+        if entry is None or not entry.visible_to(caller.key):
             return None
         self._log_hit(entry, caller, request_id, "check-cache", started)
         return _entry_data(entry)
@@ -118,17 +118,19 @@ class ClassificationService:
     async def check_cache_batch(
         self, hashes: list[str], caller: Caller, request_id: str
     ) -> list[dict[str, Any] | None]:
+        """Answers in request order; a hash repeated in one request is served (logged,
+        counted as a hit) once."""
         started = time.perf_counter()
         entries = await self.cache.get_many(hashes)
-        results: list[dict[str, Any] | None] = []
-        for image_hash in hashes:
+        served: dict[str, dict[str, Any] | None] = {}
+        for image_hash in dict.fromkeys(hashes):
             entry = entries.get(image_hash)
-            if entry is None or not entry.visible_to(caller.uploader):
-                results.append(None)
+            if entry is None or not entry.visible_to(caller.key):
+                served[image_hash] = None
                 continue
             self._log_hit(entry, caller, request_id, "batch-check-cache", started)
-            results.append(_entry_data(entry))
-        return results
+            served[image_hash] = _entry_data(entry)
+        return [served[image_hash] for image_hash in hashes]
 
     def _log_hit(
         self, entry: CacheEntry, caller: Caller, request_id: str, endpoint: str, started: float
@@ -180,7 +182,13 @@ class ClassificationService:
         key = upload.claimed_hash or await self._sha256(upload.data)
 
         entry = await self.cache.get(key)
-        if entry is not None and entry.visible_to(caller.uploader):
+        # Bytes the server hashed itself are proof of what the hash stands for: an entry
+        # decided only on claims does not answer them, it is decided again (DESIGN §4.1).
+        if (
+            entry is not None
+            and (entry.verified or upload.claimed_hash is not None)
+            and entry.visible_to(caller.key)
+        ):
             # The answer is by hash; a header check (type, size, pixel limit) is enough.
             check_header(upload.data, self.settings.max_image_pixels)
             self._log_hit(entry, caller, request_id, endpoint, started)
@@ -194,7 +202,7 @@ class ClassificationService:
             await self.cache.record(
                 key,
                 prediction,
-                uploader=caller.uploader,
+                uploader=caller.key,
                 server_verified=key == image.sha256,
                 size_bytes=len(upload.data),
             )
@@ -316,6 +324,7 @@ class ClassificationService:
             {
                 "request_id": request_id,
                 "user_id": caller.log_user_id,
+                "client_label": caller.label,
                 "ip_address": caller.ip,
                 "endpoint": endpoint,
                 "processing_time_ms": _elapsed_ms(started),

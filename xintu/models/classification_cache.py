@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CHAR, BigInteger, Boolean, Float, String
+from sqlalchemy import CHAR, BigInteger, Boolean, Float, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from xintu.models.base import Base, BigIntPK, UTCDateTime, utcnow
@@ -23,6 +23,8 @@ class ImageClassificationCache(Base):
     size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # True when the server hashed the bytes itself or the uploader quorum agreed.
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    # True when the server hashed the bytes itself: authoritative, never re-decided.
+    verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     hit_count: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
