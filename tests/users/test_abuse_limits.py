@@ -12,6 +12,7 @@ from tests.edit.conftest import photo
 from tests.fixtures.assertions import assert_error
 from tests.fixtures.fake_wechat import FakeWechat
 from tests.fixtures.fake_wechatpay import FakeWechatPay
+from xintu.config import Settings
 from xintu.models import ImageEditTask, PaymentRecord, WechatUser
 
 
@@ -25,8 +26,12 @@ async def test_guest_logins_from_one_ip_are_limited(
 ) -> None:
     """300 guest logins from one IP with default settings: the limit holds, and no guest
     account is created past it."""
-    async with make_client(database_url=database_url) as (app, client):
-        limit = int(app.state.settings.rate_limit_guest_login.split("/")[0])
+    default = Settings.model_fields["rate_limit_guest_login"].default
+    async with make_client(database_url=database_url, rate_limit_guest_login=default) as (
+        app,
+        client,
+    ):
+        limit = int(default.split("/")[0])
         statuses = [
             (await client.post("/api/v1/auth/guest", json={"device_id": f"dev-{n}"})).status_code
             for n in range(300)
