@@ -99,11 +99,10 @@ async def test_guest_tokens_from_one_ip_do_not_make_a_quorum(
             planted = await upload(
                 client, make_image(Category.idcard, seed=2), victim_hash, headers
             )
-            # Same IP, same caller: answered from its own entry, not a second vote.
-            assert planted.json()["data"]["category"] == "travel_scenery"
+            assert planted.status_code == 200
+        # Same IP, same caller: at most that caller's one vote (its latest answer).
         assert await entry_of(app, victim_hash) == ("travel_scenery", False, False)
-        assert await claims_of(app, victim_hash) == {"ip:127.0.0.1": "travel_scenery"}
-        assert fake_llm.calls == 1
+        assert list(await claims_of(app, victim_hash)) == ["ip:127.0.0.1"]
     assert (
         await is_cached_for_someone_else(make_client, database_url, victim_hash, **settings) is None
     )

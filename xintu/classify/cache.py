@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from xintu.classify import repository
 from xintu.classify.repository import CacheEntry
 from xintu.db import Database, retry_on_conflict
+from xintu.images.fingerprint import Fingerprint
 from xintu.inference.base import Prediction
 from xintu.models.base import utcnow
 
@@ -96,29 +97,34 @@ class ClassificationCache:
     async def record(
         self,
         image_hash: str,
-        prediction: Prediction,
+        answer: Prediction | CacheEntry,
         *,
         uploader: str,
         server_verified: bool,
         size_bytes: int | None,
+        fingerprint: Fingerprint | None = None,
     ) -> CacheEntry:
-        """Store a fresh answer; share it when the rule of DESIGN §4.1 allows.
+        """Store an answer: a fresh prediction, or an existing entry's answer confirmed by
+        an upload of the same picture; share it when the rule of DESIGN §4.1 allows.
 
         ``server_verified``: the server hashed the classified bytes itself and got
         ``image_hash``, so the entry cannot be a planted answer and is shared at once.
-        Otherwise the uploader's claim is recorded and the entry is shared when
-        ``quorum`` distinct uploaders got the same category under this hash.
+        Otherwise the uploader's claim is a vote (``repository.record_claim``).
         """
         now = utcnow()
-        values: dict[str, Any] = {
-            "category": prediction.category.value,
-            "confidence": prediction.confidence,
-            "description": prediction.description,
-            "model": prediction.model,
-            "inference_method": prediction.inference_method,
-            "size_bytes": size_bytes,
-            "updated_at": now,
-        }
+        values: dict[str, Any]
+        if isinstance(answer, CacheEntry):
+            values = answer.values() | {"size_bytes": size_bytes or answer.size_bytes}
+        else:
+            values = {
+                "category": answer.category.value,
+                "confidence": answer.confidence,
+                "description": answer.description,
+                "model": answer.model,
+                "inference_method": answer.inference_method,
+                "size_bytes": size_bytes,
+            } | repository.fingerprint_columns(fingerprint)
+        values["updated_at"] = now
         # Writes for one hash queue up in this process; across processes a deadlock or
         # serialization failure (MySQL gap locks on a fresh key) is retried.
         async with self._hash_locks[int(image_hash[:8], 16) % len(self._hash_locks)]:
@@ -139,6 +145,10 @@ class ClassificationCache:
                 )
         await self._publish([entry])
         return entry
+
+    async def find_near_duplicate(self, fingerprint: Fingerprint) -> CacheEntry | None:
+        """A shared entry of the same picture under another hash (index lookup)."""
+        return await self._database.read(repository.find_near_duplicate, fingerprint)
 
     async def purge_model(self, model: str) -> int:
         """Delete every entry produced by ``model`` (and its claims); returns how many."""

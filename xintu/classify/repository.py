@@ -16,11 +16,57 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from xintu.db import insert_ignoring_duplicates, upsert
+from xintu.images.fingerprint import Fingerprint, from_signed, to_signed
 from xintu.models import ImageCacheClaim, ImageClassificationCache
 
 _ENTRIES = cast(Table, ImageClassificationCache.__table__)
 _CLAIMS = cast(Table, ImageCacheClaim.__table__)
 _CHUNK = 500
+_BANDS = [_ENTRIES.c[f"phash_band{band}"] for band in range(4)]
+# Candidates read per band in a near-duplicate lookup (a band value shared by more entries
+# than this is too common to tell pictures apart).
+_NEAR_CANDIDATES_PER_BAND = 64
+
+
+def fingerprint_columns(fingerprint: Fingerprint | None) -> dict[str, Any]:
+    """The cache columns of a fingerprint (all NULL without one)."""
+    if fingerprint is None:
+        return {"phash": None, "thumb": None} | {band.name: None for band in _BANDS}
+    return {"phash": to_signed(fingerprint.phash), "thumb": fingerprint.thumb} | {
+        band.name: value for band, value in zip(_BANDS, fingerprint.bands, strict=True)
+    }
+
+
+def find_near_duplicate(connection: Connection, fingerprint: Fingerprint) -> CacheEntry | None:
+    """The closest shared entry whose fingerprint matches, through the band indexes: an
+    entry within Hamming distance 3 shares a band for certain, one further away usually."""
+    columns = [_ENTRIES.c[name] for name in _ENTRY_COLUMNS]
+    parts = [
+        select(*columns)
+        .where(band == value, _ENTRIES.c.shared.is_(True))
+        .limit(_NEAR_CANDIDATES_PER_BAND)
+        for band, value in zip(_BANDS, fingerprint.bands, strict=True)
+    ]
+    best: tuple[tuple[int, float], Any] | None = None
+    seen: set[str] = set()
+    for part in parts:
+        for row in connection.execute(part).mappings():
+            if row["image_hash"] in seen:
+                continue
+            seen.add(row["image_hash"])
+            candidate = _fingerprint_of(row)
+            if candidate is None or not fingerprint.matches(candidate):
+                continue
+            distance = fingerprint.distance(candidate)
+            if best is None or distance < best[0]:
+                best = (distance, row)
+    return None if best is None else _entry(best[1], frozenset())
+
+
+def _fingerprint_of(row: Any) -> Fingerprint | None:
+    if row["phash"] is None or row["thumb"] is None:
+        return None
+    return Fingerprint(from_signed(int(row["phash"])), bytes(row["thumb"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,19 +83,39 @@ class CacheEntry:
     uploaders: frozenset[str]
     # Decided on bytes the server hashed itself (not on claims): never re-decided.
     verified: bool = False
+    # Of the upload the entry was decided on; None when it had too little structure.
+    fingerprint: Fingerprint | None = None
 
     def visible_to(self, uploader: str) -> bool:
         return self.shared or uploader in self.uploaders
 
+    def values(self) -> dict[str, Any]:
+        """The columns that carry this entry's answer, to record it under another vote."""
+        return {
+            "category": self.category,
+            "confidence": self.confidence,
+            "description": self.description,
+            "model": self.model,
+            "inference_method": self.inference_method,
+            "size_bytes": self.size_bytes,
+        } | fingerprint_columns(self.fingerprint)
+
     def dumps(self) -> bytes:
         payload = asdict(self)
         payload["uploaders"] = sorted(self.uploaders)
+        fingerprint = self.fingerprint
+        payload["fingerprint"] = (
+            None if fingerprint is None else [fingerprint.phash, fingerprint.thumb.hex()]
+        )
         return orjson.dumps(payload)
 
     @classmethod
     def loads(cls, raw: bytes) -> CacheEntry:
         payload = orjson.loads(raw)
         payload["uploaders"] = frozenset(payload["uploaders"])
+        if payload.get("fingerprint") is not None:
+            phash, thumb = payload["fingerprint"]
+            payload["fingerprint"] = Fingerprint(phash, bytes.fromhex(thumb))
         # Entries stored by an older release lack newer fields: their defaults apply.
         known = cls.__dataclass_fields__
         return cls(**{name: value for name, value in payload.items() if name in known})
@@ -233,4 +299,20 @@ def _entry(row: Any, uploaders: frozenset[str]) -> CacheEntry:
         shared=bool(row["shared"]),
         uploaders=uploaders,
         verified=bool(row["verified"]),
+        fingerprint=_fingerprint_of(row),
     )
+
+
+_ENTRY_COLUMNS = [
+    "image_hash",
+    "category",
+    "confidence",
+    "description",
+    "model",
+    "inference_method",
+    "size_bytes",
+    "shared",
+    "verified",
+    "phash",
+    "thumb",
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -20,6 +20,8 @@ from xintu.errors import (
     NoClassifierAvailable,
     UnsupportedMediaType,
 )
+from xintu.images.fingerprint import Fingerprint
+from xintu.images.fingerprint import fingerprint as fingerprint_of
 from xintu.images.validation import check_header, prepare_image, sha256_hex, sniff_format
 from xintu.inference.base import Classifier, Prediction, PreparedImage
 from xintu.inference.hybrid import HybridClassifier, NoClassifierAnswered
@@ -181,20 +183,49 @@ class ClassificationService:
             raise UnsupportedMediaType()
         key = upload.claimed_hash or await self._sha256(upload.data)
 
+        claimed = upload.claimed_hash is not None
         entry = await self.cache.get(key)
-        # Bytes the server hashed itself are proof of what the hash stands for: an entry
-        # decided only on claims does not answer them, it is decided again (DESIGN §4.1).
+        visible = entry is not None and entry.visible_to(caller.key)
+        # A verified entry, or a claim with no fingerprint to compare, answers by hash:
+        # a header check (type, size, pixel limit) is enough. Otherwise the upload is
+        # decoded and compared with the picture the entry was decided on.
         if (
             entry is not None
-            and (entry.verified or upload.claimed_hash is not None)
-            and entry.visible_to(caller.key)
+            and visible
+            and (entry.verified or (claimed and entry.fingerprint is None))
         ):
-            # The answer is by hash; a header check (type, size, pixel limit) is enough.
             check_header(upload.data, self.settings.max_image_pixels)
             self._log_hit(entry, caller, request_id, endpoint, started)
             return ClassifyOutcome(_entry_data(entry), True, _elapsed_ms(started))
 
-        image = await asyncio.to_thread(prepare_image, upload.data, self.settings.max_image_pixels)
+        image, fingerprint = await asyncio.to_thread(
+            _decode, upload.data, self.settings.max_image_pixels
+        )
+        server_verified = key == image.sha256
+        if entry is not None and _same_picture(entry, fingerprint):
+            # The picture the entry was decided on: a confirming vote (a claim) or, for
+            # bytes the server hashed itself, proof (DESIGN §4.1); no inference either way.
+            if not entry.verified and (not visible or server_verified):
+                entry = await self.cache.record(
+                    key,
+                    entry,
+                    uploader=caller.key,
+                    server_verified=server_verified,
+                    size_bytes=len(upload.data),
+                )
+            self._log_hit(entry, caller, request_id, endpoint, started)
+            return ClassifyOutcome(_entry_data(entry), True, _elapsed_ms(started))
+        if entry is not None and visible and claimed and fingerprint is None:
+            # Nothing to compare: the claim is taken, as before fingerprints.
+            self._log_hit(entry, caller, request_id, endpoint, started)
+            return ClassifyOutcome(_entry_data(entry), True, _elapsed_ms(started))
+        if entry is None and fingerprint is not None:
+            near = await self.cache.find_near_duplicate(fingerprint)
+            if near is not None:
+                return await self._near_duplicate_hit(
+                    key, near, upload, fingerprint, caller, request_id, endpoint, started
+                )
+
         prediction, leader = await self.flights.run(
             image.sha256, lambda: self._infer(image, caller)
         )
@@ -203,8 +234,9 @@ class ClassificationService:
                 key,
                 prediction,
                 uploader=caller.key,
-                server_verified=key == image.sha256,
+                server_verified=server_verified,
                 size_bytes=len(upload.data),
+                fingerprint=fingerprint,
             )
         if leader:
             method = prediction.inference_method
@@ -245,6 +277,45 @@ class ClassificationService:
             method,
         )
         return ClassifyOutcome(data, not leader, _elapsed_ms(started))
+
+    async def _near_duplicate_hit(
+        self,
+        key: str,
+        near: CacheEntry,
+        upload: Upload,
+        fingerprint: Fingerprint,
+        caller: Caller,
+        request_id: str,
+        endpoint: str,
+        started: float,
+    ) -> ClassifyOutcome:
+        """Answer from a shared entry of the same picture under another hash (recompressed,
+        resized, re-encoded). The answer is recorded under this upload's own hash as this
+        caller's vote, never shared on the strength of a fingerprint alone: the caller's
+        next check-cache is an exact hit, and other callers confirm it by upload."""
+        entry = await self.cache.record(
+            key,
+            replace(near, fingerprint=fingerprint),
+            uploader=caller.key,
+            server_verified=False,
+            size_bytes=len(upload.data),
+        )
+        self.writer.note_hit(near.image_hash)
+        self._log(
+            caller,
+            request_id,
+            endpoint,
+            started,
+            image_hash=key,
+            category=near.category,
+            confidence=near.confidence,
+            from_cache=True,
+            inference_method="cache",
+            model=near.model,
+            size_bytes=len(upload.data),
+        )
+        data = _entry_data(entry) | {"near_duplicate": True}
+        return ClassifyOutcome(data, True, _elapsed_ms(started))
 
     def log_rejected_upload(
         self, caller: Caller, request_id: str, endpoint: str, error: AppError
@@ -344,6 +415,20 @@ class ClassificationService:
             }
             | fields
         )
+
+
+def _decode(data: bytes, max_pixels: int) -> tuple[PreparedImage, Fingerprint | None]:
+    """Validate and decode an upload, and fingerprint it while it is decoded (one thread hop)."""
+    image = prepare_image(data, max_pixels)
+    return image, fingerprint_of(image.image)
+
+
+def _same_picture(entry: CacheEntry, fingerprint: Fingerprint | None) -> bool:
+    return (
+        fingerprint is not None
+        and entry.fingerprint is not None
+        and fingerprint.matches(entry.fingerprint)
+    )
 
 
 def _elapsed_ms(started: float) -> float:
