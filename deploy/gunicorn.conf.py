@@ -10,5 +10,6 @@ workers = int(os.environ.get("XINTU_WORKERS", multiprocessing.cpu_count()))
 timeout = 60
 graceful_timeout = 30
 keepalive = 5
-# Behind Caddy/Nginx: trust X-Forwarded-For from the proxy only.
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Uvicorn must not rewrite the peer address from proxy headers: the app reads
+# X-Forwarded-For itself, only from XINTU_TRUSTED_PROXIES (xintu/clientip.py).
+forwarded_allow_ips = ""

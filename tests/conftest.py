@@ -149,6 +149,11 @@ def make_client(tmp_path: Path) -> AppFactory:
             "local_model_enabled": False,
             "rate_limit_classify": "0",
             "rate_limit_check": "0",
+            # Abuse limits are tested where they are the subject (tests/users/test_abuse_limits.py).
+            "rate_limit_guest_login": "0",
+            "rate_limit_wechat_login": "0",
+            "rate_limit_orders": "0",
+            "rate_limit_edit_submits": "0",
             "log_flush_interval_s": 60.0,
             "log_level": "WARNING",
         }

@@ -48,7 +48,9 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         workers=workers,
-        proxy_headers=True,
+        # Client addresses come from xintu.clientip (XINTU_TRUSTED_PROXIES), never from
+        # uvicorn's rewrite of the peer, which would hide the peer that must be checked.
+        proxy_headers=False,
         log_config=None,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from enum import StrEnum
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -209,11 +210,34 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     docs_enabled: bool | None = None
 
+    # Who is calling (DESIGN §3): trusted proxies and per-caller abuse limits ("0" disables).
+    # Comma-separated CIDRs whose X-Forwarded-For is believed; empty: none.
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = []
+    rate_limit_guest_login: str = "20/hour"
+    rate_limit_wechat_login: str = "30/minute"
+    rate_limit_orders: str = "30/hour"
+    rate_limit_edit_submits: str = "30/minute"
+
     @field_validator("providers", "edit_providers", mode="before")
     @classmethod
     def _split_providers(cls, value: object) -> object:
         if isinstance(value, str):
             return [name.strip().lower() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            try:
+                return [
+                    ip_network(item.strip(), strict=False) if isinstance(item, str) else item
+                    for item in value
+                ]
+            except ValueError as exc:
+                raise ValueError(f"XINTU_TRUSTED_PROXIES: {exc}") from exc
         return value
 
     @model_validator(mode="after")

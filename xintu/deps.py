@@ -9,10 +9,12 @@ from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from xintu.clientip import client_ip, ip_caller_key
 from xintu.config import Settings
 from xintu.db import get_session
 from xintu.errors import Forbidden, NotAuthenticated
-from xintu.labels import label_problem
+from xintu.labels import MAX_LABEL_CHARS, label_problem
+from xintu.ratelimit import RateLimiter
 from xintu.users.accounts import AccountStatus
 from xintu.users.security import TokenClaims, decode_access_token
 
@@ -45,16 +47,21 @@ class Caller:
         return None
 
     @property
-    def uploader(self) -> str:
-        """The identity that counts toward the cache quorum: a user, else an IP."""
-        user_id = self.user_id
-        return f"user:{user_id}" if user_id is not None else f"ip:{self.ip}"
+    def key(self) -> str:
+        """Who counts as a distinct caller (DESIGN §3) for the cache quorum and every
+        per-caller limit: a WeChat-verified user is itself; a guest account, a label and
+        an anonymous caller are their IP address, because those identities are free."""
+        token = self.token
+        if token is not None and token.kind == "user" and not token.guest:
+            return f"user:{token.subject_id}"
+        return ip_caller_key(self.ip)
 
     @property
     def log_user_id(self) -> str | None:
-        """What request_log records as ``user_id``: the user, else the client's label."""
+        """What request_log records as ``user_id``: the account, never a client's label
+        (labels go to ``client_label``, so one can never pose as a user in statistics)."""
         user_id = self.user_id
-        return f"user:{user_id}" if user_id is not None else self.label
+        return f"user:{user_id}" if user_id is not None else None
 
 
 def _bearer_token(request: Request) -> str | None:
@@ -91,10 +98,44 @@ def caller_of(request: Request) -> Caller:
     """Who sent ``request`` (401 for a malformed or invalid bearer token)."""
     claims = _token_claims(request)
     label = request.headers.get("x-user-id")
-    if label is not None:
-        label = _header_label(label)
-    ip = request.client.host if request.client else "unknown"
-    return Caller(ip=ip, token=claims, label=label)
+    return Caller(
+        ip=client_ip(request),
+        token=claims,
+        label=_header_label(label) if label is not None else None,
+    )
+
+
+def client_label(value: str | None) -> str | None:
+    """A client's self-chosen label (``X-User-ID`` or a body ``user_id``), trimmed; it
+    identifies nothing and is kept apart from user ids."""
+    if value is None:
+        return None
+    return value.strip()[:MAX_LABEL_CHARS] or None
+
+
+async def get_client_ip(request: Request) -> str:
+    return client_ip(request)
+
+
+class Limits:
+    """The app's rate limiter bound to this request's caller."""
+
+    def __init__(self, request: Request) -> None:
+        self._limiter: RateLimiter = request.app.state.rate_limiter
+        self._request = request
+
+    async def per_ip(self, scope: str) -> None:
+        """Count a request of a caller who has no identity yet (logins) against its IP."""
+        await self._limiter.hit(scope, ip_caller_key(client_ip(self._request)))
+
+    async def per_caller(self, scope: str, claims: TokenClaims | None) -> None:
+        """Count a request against its caller key (DESIGN §3: a WeChat user, else the IP)."""
+        caller = Caller(ip=client_ip(self._request), token=claims, label=None)
+        await self._limiter.hit(scope, caller.key)
+
+
+async def get_limits(request: Request) -> Limits:
+    return Limits(request)
 
 
 def _header_label(raw: str) -> str | None:
@@ -143,5 +184,7 @@ async def require_user(
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+ClientIP = Annotated[str, Depends(get_client_ip)]
+LimitsDep = Annotated[Limits, Depends(get_limits)]
 AdminClaims = Annotated[TokenClaims, Depends(require_admin)]
 UserClaims = Annotated[TokenClaims, Depends(require_user)]

@@ -235,15 +235,26 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
     # In-memory broker: edits run in this process; with Redis, `xintu worker` runs them.
     app.state.edit = await start_edit_runtime(settings, database, http, stack, worker=False)
     app.state.rate_limiter = RateLimiter(
-        settings.redis_url, redis_guard, settings.rate_limit_classify, settings.rate_limit_check
+        settings.redis_url,
+        redis_guard,
+        {
+            "classify": settings.rate_limit_classify,
+            "check": settings.rate_limit_check,
+            # Guessing passwords is limited per IP whatever the other limits are.
+            "admin_login": settings.rate_limit_admin_login,
+            "guest_login": settings.rate_limit_guest_login,
+            "wechat_login": settings.rate_limit_wechat_login,
+            "orders": settings.rate_limit_orders,
+            "edit_submits": settings.rate_limit_edit_submits,
+        },
     )
-    await _start_admin_components(app, settings, stack, database)
+    await _start_admin_components(settings, stack, database)
 
 
 async def _start_admin_components(
-    app: FastAPI, settings: Settings, stack: AsyncExitStack, database: Database
+    settings: Settings, stack: AsyncExitStack, database: Database
 ) -> None:
-    """The bootstrap admin, the admin login rate limit and the daily request_log purge."""
+    """The bootstrap admin and the daily request_log purge."""
     if settings.admin_username and settings.admin_password:
         created = await create_or_update_admin(
             database.engine, settings.admin_username, settings.admin_password
@@ -251,10 +262,6 @@ async def _start_admin_components(
         logger.info(
             "admin {!r} {}", settings.admin_username, "created" if created else "is up to date"
         )
-    # Its own limiter: guessing passwords is limited per IP whatever the other limits are.
-    app.state.admin_login_limiter = RateLimiter(
-        settings.redis_url, app.state.redis_guard, "0", settings.rate_limit_admin_login
-    )
     run_every(
         stack,
         settings.log_purge_interval_s,

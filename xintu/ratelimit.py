@@ -1,14 +1,16 @@
 """Per-caller rate limits (the ``limits`` library): in memory, or shared through Redis.
 
-While Redis is down the limits are kept in this process's memory (each process then
-allows the full rate: looser, but never off and never an error), and shared again when
-Redis answers.
+One limiter holds every scope; each scope counts per caller key (DESIGN §3: a WeChat user,
+else an IP address; see ``xintu.clientip``). While Redis is down the limits are kept in this
+process's memory (each process then allows the full rate: looser, but never off and never
+an error), and shared again when Redis answers.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage
@@ -21,7 +23,7 @@ from xintu.redis_guard import RedisGuard, RedisUnavailable
 
 class RateLimiter:
     def __init__(
-        self, redis_url: str | None, redis: RedisGuard | None, classify: str, check: str
+        self, redis_url: str | None, redis: RedisGuard | None, limits: Mapping[str, str]
     ) -> None:
         self._local = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._shared: SlidingWindowCounterRateLimiter | None = None
@@ -35,16 +37,17 @@ class RateLimiter:
                 connection_pool=redis.redis.connection_pool,  # type: ignore[arg-type]
             )
             self._shared = SlidingWindowCounterRateLimiter(storage)
-        self._limits: dict[str, RateLimitItem | None] = {
-            "classify": _parse(classify),
-            "check": _parse(check),
-        }
+        self._limits = {scope: _parse(value) for scope, value in limits.items()}
 
     async def hit(self, scope: str, caller_key: str, cost: int = 1) -> None:
-        """Count ``cost`` requests for the caller; 429 ``rate_limited`` beyond the limit."""
+        """Count ``cost`` requests for the caller; 429 ``rate_limited`` beyond the limit.
+
+        A cost above the whole limit is charged as the whole limit: such a request (a batch
+        larger than the limit) uses up the window instead of being refused forever."""
         item = self._limits[scope]
         if item is None:
             return
+        cost = min(cost, item.amount)
         limiter = self._local
         allowed: bool | None = None
         if self._redis is not None and self._shared is not None:

@@ -138,7 +138,7 @@ async def test_remote_miss_then_check_cache_hit_bumps_hit_count(
         ("check-cache", "cache", True),
     ]
     remote = rows[0]
-    assert remote.user_id == "device-1"
+    assert (remote.user_id, remote.client_label) == (None, "device-1")
     assert (remote.input_tokens, remote.output_tokens) == (1200, 30)
     # gpt-4o-mini: 1200 × 0.0011 / 1000 + 30 × 0.0044 / 1000
     assert Decimal(remote.cost) == Decimal("0.001452")

@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from xintu.admin import schemas
 from xintu.admin.service import InvalidCredentials, authenticate
-from xintu.deps import SessionDep, SettingsDep
+from xintu.deps import LimitsDep, SessionDep, SettingsDep
 from xintu.errors import RateLimited, responses
-from xintu.ratelimit import RateLimiter
 from xintu.users.security import create_access_token
 
 router = APIRouter(tags=["admin"])
@@ -23,13 +22,10 @@ router = APIRouter(tags=["admin"])
     responses=responses(InvalidCredentials, RateLimited),
 )
 async def admin_login(
-    body: schemas.AdminLoginRequest, request: Request, session: SessionDep, settings: SettingsDep
+    body: schemas.AdminLoginRequest, limits: LimitsDep, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
     """Exchange an admin's username and password for a bearer token."""
-    limiter: RateLimiter = request.app.state.admin_login_limiter
-    await limiter.hit(
-        "check", "admin-login:" + (request.client.host if request.client else "unknown")
-    )
+    await limits.per_ip("admin_login")
     admin = await authenticate(session, body.username, body.password)
     expires_in = timedelta(minutes=settings.admin_token_expire_minutes)
     token = create_access_token("admin", admin.id, settings.jwt_secret or "", expires_in)

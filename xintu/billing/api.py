@@ -18,8 +18,8 @@ from xintu.billing.schemas import (
     RefundRequest,
 )
 from xintu.billing.wechatpay import CallbackRejected, PaymentUnavailable, WechatPayError
-from xintu.deps import AdminClaims, SessionDep, SettingsDep, UserClaims
-from xintu.errors import Forbidden, NotAuthenticated, responses
+from xintu.deps import AdminClaims, LimitsDep, SessionDep, SettingsDep, UserClaims
+from xintu.errors import Forbidden, NotAuthenticated, RateLimited, responses
 from xintu.responses import FastJSONResponse
 
 router = APIRouter(tags=["billing"])
@@ -50,13 +50,15 @@ async def products(settings: SettingsDep) -> ProductsOut:
         service.TooManyPendingOrders,
         PaymentUnavailable,
         WechatPayError,
+        RateLimited,
     ),
 )
 async def create_order(
-    body: CreateOrderRequest, claims: UserClaims, billing: BillingDep
+    body: CreateOrderRequest, claims: UserClaims, billing: BillingDep, limits: LimitsDep
 ) -> OrderOut:
     """Create an order: JSAPI answers ``pay_params`` for ``wx.requestPayment``, Native a
     ``code_url`` for a QR code."""
+    await limits.per_caller("orders", claims)
     order = await service.create_order(billing, claims.subject_id, body.product_id, body.trade_type)
     return OrderOut.model_validate(order)
 

@@ -15,7 +15,7 @@ from xintu.classify import schemas
 from xintu.classify.service import ClassificationService, Upload, classification_data
 from xintu.classify.writer import Overloaded
 from xintu.config import Settings
-from xintu.deps import Caller, caller_of
+from xintu.deps import Caller, caller_of, client_label
 from xintu.errors import (
     AppError,
     BatchTooLarge,
@@ -116,8 +116,8 @@ def _now() -> str:
 
 def _labelled(caller: Caller, body_user_id: str | None) -> Caller:
     """Check-cache bodies may carry the client's label instead of the X-User-ID header."""
-    label = body_user_id.strip() if body_user_id else None
-    if caller.label is not None or not label or label.startswith("user:"):
+    label = client_label(body_user_id)
+    if caller.label is not None or label is None:
         return caller
     return Caller(ip=caller.ip, token=caller.token, label=label)
 
@@ -148,7 +148,7 @@ async def check_cache(
     context: ContextDep,
 ) -> FastJSONResponse:
     """Look up the classification of an original by its SHA-256, without uploading it."""
-    await context.limiter.hit("check", context.caller.uploader)
+    await context.limiter.hit("check", context.caller.key)
     image_hash = normalize_hash(body.image_hash)
     request_id = context.request_id
     data = await context.service.check_cache(
@@ -177,13 +177,15 @@ async def batch_check_cache(
     context: ContextDep,
 ) -> FastJSONResponse:
     """Look up to 1,000 hashes at once; items come back in request order."""
-    await context.limiter.hit("check", context.caller.uploader)
     hashes = []
     for position, value in enumerate(body.image_hashes):
         try:
             hashes.append(normalize_hash(value))
         except InvalidHash as exc:
             raise InvalidHash(f"image_hashes[{position}] is not a SHA-256 hex digest") from exc
+    # Each distinct hash is one lookup against the check limit (a repeat costs nothing
+    # and is answered, logged and counted once).
+    await context.limiter.hit("check", context.caller.key, cost=len(set(hashes)))
     request_id = context.request_id
     results = await context.service.check_cache_batch(
         hashes, _labelled(context.caller, body.user_id), request_id
@@ -242,7 +244,7 @@ async def classify(
     context: ContextDep,
 ) -> FastJSONResponse:
     """Classify one image (multipart ``image``/``file`` or a raw image body)."""
-    await context.limiter.hit("classify", context.caller.uploader)
+    await context.limiter.hit("classify", context.caller.key)
     request_id = context.request_id
     try:
         upload = await _read_single_upload(request, context.settings.max_upload_bytes)
@@ -290,7 +292,7 @@ async def classify_batch(
     started = time.perf_counter()
     # A batch counts one per file; the first is counted before the body is read, so that a
     # limited caller's body costs nothing to refuse.
-    await context.limiter.hit("classify", context.caller.uploader)
+    await context.limiter.hit("classify", context.caller.key)
     form = await read_multipart(
         request,
         max_file_bytes=context.settings.max_upload_bytes,
@@ -300,8 +302,8 @@ async def classify_batch(
     files = form.files_named("images", "images[]", "image", "file")
     if not files:
         raise MissingImage("No images in the request: send repeated multipart field 'images'")
-    if len(files) > 1:
-        await context.limiter.hit("classify", context.caller.uploader, cost=len(files) - 1)
+    if len(files) > 1:  # one was counted before the body was read
+        await context.limiter.hit("classify", context.caller.key, cost=len(files) - 1)
     claimed = _claimed_hashes(form.first_field("image_hashes"), len(files))
 
     uploads: list[Upload | AppError] = []
@@ -375,7 +377,7 @@ async def local_classify(
 ) -> FastJSONResponse:
     """Classify with the offline pipeline only; never reads or writes the cache."""
     started = time.perf_counter()
-    await context.limiter.hit("classify", context.caller.uploader)
+    await context.limiter.hit("classify", context.caller.key)
     upload = await _read_single_upload(request, context.settings.max_upload_bytes)
     received_hash, prediction = await context.service.classify_local(upload.data)
     data: dict[str, Any] = classification_data(

@@ -30,6 +30,7 @@ from xintu.classify.repository import CacheEntry
 from xintu.db import Database, retry_on_conflict
 from xintu.errors import DatabaseUnavailable
 from xintu.health.database import DatabaseState, is_database_busy, is_database_unavailable
+from xintu.images.fingerprint import Fingerprint
 from xintu.inference.base import Prediction
 from xintu.models.base import utcnow
 from xintu.redis_guard import RedisGuard, RedisUnavailable
@@ -144,32 +145,38 @@ class ClassificationCache:
     async def record(
         self,
         image_hash: str,
-        prediction: Prediction,
+        answer: Prediction | CacheEntry,
         *,
         uploader: str,
         server_verified: bool,
         size_bytes: int | None,
+        fingerprint: Fingerprint | None = None,
         video: dict[str, Any] | None = None,
     ) -> CacheEntry | None:
-        """Store a fresh answer; share it when the rule of DESIGN §4.1 allows. None when
-        the database is unreachable: the write is queued and retried.
+        """Store an answer: a fresh prediction, or an existing entry's answer confirmed by
+        an upload of the same picture; share it when the rule of DESIGN §4.1 allows.
 
         ``server_verified``: the server hashed the classified bytes itself and got
         ``image_hash``, so the entry cannot be a planted answer and is shared at once.
-        Otherwise the uploader's claim is recorded and the entry is shared when
-        ``quorum`` distinct uploaders got the same category under this hash. ``video``:
-        the duration and per-frame results of a whole-video answer.
+        Otherwise the uploader's claim is a vote (``repository.record_claim``). ``video``:
+        the duration and per-frame results of a whole-video answer. None when the database
+        is unreachable: the write is queued and retried.
         """
-        values: dict[str, Any] = {
-            "category": prediction.category.value,
-            "confidence": prediction.confidence,
-            "description": prediction.description,
-            "model": prediction.model,
-            "inference_method": prediction.inference_method,
-            "size_bytes": size_bytes,
-            "video_details": orjson.dumps(video).decode() if video is not None else None,
-            "updated_at": utcnow(),
-        }
+        now = utcnow()
+        values: dict[str, Any]
+        if isinstance(answer, CacheEntry):
+            values = answer.values() | {"size_bytes": size_bytes or answer.size_bytes}
+        else:
+            values = {
+                "category": answer.category.value,
+                "confidence": answer.confidence,
+                "description": answer.description,
+                "model": answer.model,
+                "inference_method": answer.inference_method,
+                "size_bytes": size_bytes,
+                "video_details": orjson.dumps(video).decode() if video is not None else None,
+            } | repository.fingerprint_columns(fingerprint)
+        values["updated_at"] = now
         write = _PendingWrite(image_hash, values, uploader, server_verified)
         try:
             entry = await self._write(write)
@@ -237,6 +244,10 @@ class ClassificationCache:
             await asyncio.sleep(_PENDING_RETRY_S)
             if self._pending:
                 await self.write_pending()
+
+    async def find_near_duplicate(self, fingerprint: Fingerprint) -> CacheEntry | None:
+        """A shared entry of the same picture under another hash (index lookup)."""
+        return await self._database.read(repository.find_near_duplicate, fingerprint)
 
     async def purge_model(self, model: str) -> int:
         """Delete every entry produced by ``model`` (and its claims); returns how many."""

@@ -25,6 +25,11 @@ class Classification(BaseModel):
     image_hash: str
     inference_method: str = Field(description="cache, remote or local")
     model: str
+    near_duplicate: bool | None = Field(
+        default=None,
+        description="Present (true) when an upload was answered from a shared entry of the "
+        "same picture under another hash (recompressed, resized, re-encoded)",
+    )
 
 
 class LocalClassification(Classification):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -22,6 +22,8 @@ from xintu.errors import (
     UnsupportedMediaType,
 )
 from xintu.images.budget import decode_budget, decoded
+from xintu.images.fingerprint import Fingerprint
+from xintu.images.fingerprint import fingerprint as fingerprint_of
 from xintu.images.validation import check_header, sha256_hex, sniff_format
 from xintu.inference.base import Classifier, Prediction, PreparedImage
 from xintu.inference.hybrid import HybridClassifier, NoClassifierAnswered
@@ -119,7 +121,7 @@ class ClassificationService:
         started = time.perf_counter()
         await self.writer.reserve(1)
         entry = await self.cache.get(image_hash)
-        if entry is None or not entry.visible_to(caller.uploader):
+        if entry is None or not entry.visible_to(caller.key):
             return None
         self._log_hit(entry, caller, request_id, "check-cache", started)
         return _entry_data(entry)
@@ -127,18 +129,20 @@ class ClassificationService:
     async def check_cache_batch(
         self, hashes: list[str], caller: Caller, request_id: str
     ) -> list[dict[str, Any] | None]:
+        """Answers in request order; a hash repeated in one request is served (logged,
+        counted as a hit) once."""
         started = time.perf_counter()
         await self.writer.reserve(len(hashes))
         entries = await self.cache.get_many(hashes)
-        results: list[dict[str, Any] | None] = []
-        for image_hash in hashes:
+        served: dict[str, dict[str, Any] | None] = {}
+        for image_hash in dict.fromkeys(hashes):
             entry = entries.get(image_hash)
-            if entry is None or not entry.visible_to(caller.uploader):
-                results.append(None)
+            if entry is None or not entry.visible_to(caller.key):
+                served[image_hash] = None
                 continue
             self._log_hit(entry, caller, request_id, "batch-check-cache", started)
-            results.append(_entry_data(entry))
-        return results
+            served[image_hash] = _entry_data(entry)
+        return [served[image_hash] for image_hash in hashes]
 
     def serve_entry(
         self, entry: CacheEntry, caller: Caller, request_id: str, endpoint: str, started: float
@@ -197,26 +201,84 @@ class ClassificationService:
             raise UnsupportedMediaType()
         key = upload.claimed_hash or await self._sha256(upload.data)
 
+        claimed = upload.claimed_hash is not None
         entry = await self.cache.get(key)
-        if entry is not None and entry.visible_to(caller.uploader):
-            # The answer is by hash; a header check (type, size, pixel limit) is enough.
+        visible = entry is not None and entry.visible_to(caller.key)
+        # A verified entry, or a claim with no fingerprint to compare, answers by hash:
+        # a header check (type, size, pixel limit) is enough. Otherwise the upload is
+        # decoded and compared with the picture the entry was decided on.
+        if (
+            entry is not None
+            and visible
+            and (entry.verified or (claimed and entry.fingerprint is None))
+        ):
             check_header(upload.data, self.settings.max_image_pixels)
             self._log_hit(entry, caller, request_id, endpoint, started)
             return ClassifyOutcome(_entry_data(entry), True, _elapsed_ms(started))
 
+        async with decoded(upload.data, self.settings.max_image_pixels, self._budget) as image:
+            return await self._answer_decoded(
+                upload, image, key, entry, caller, request_id, endpoint, started
+            )
+
+    async def _answer_decoded(
+        self,
+        upload: Upload,
+        image: PreparedImage,
+        key: str,
+        entry: CacheEntry | None,
+        caller: Caller,
+        request_id: str,
+        endpoint: str,
+        started: float,
+    ) -> ClassifyOutcome:
+        """A cache miss, or an entry to compare with: the decoded upload (within the decode
+        budget) confirms the entry, matches a near-duplicate, or is inferred."""
+        claimed = upload.claimed_hash is not None
+        visible = entry is not None and entry.visible_to(caller.key)
+        fingerprint = await asyncio.to_thread(fingerprint_of, image.image)
+        server_verified = key == image.sha256
+        if entry is not None and _same_picture(entry, fingerprint):
+            # The picture the entry was decided on: a confirming vote (a claim) or, for
+            # bytes the server hashed itself, proof (DESIGN §4.1); no inference either way.
+            if not entry.verified and (not visible or server_verified):
+                entry = (
+                    await self.cache.record(
+                        key,
+                        entry,
+                        uploader=caller.key,
+                        server_verified=server_verified,
+                        size_bytes=len(upload.data),
+                    )
+                    or entry
+                )  # queued when the database is away: the answer stands
+            self._log_hit(entry, caller, request_id, endpoint, started)
+            return ClassifyOutcome(_entry_data(entry), True, _elapsed_ms(started))
+        if entry is not None and visible and claimed and fingerprint is None:
+            # Nothing to compare: the claim is taken, as before fingerprints.
+            self._log_hit(entry, caller, request_id, endpoint, started)
+            return ClassifyOutcome(_entry_data(entry), True, _elapsed_ms(started))
+        if entry is None and fingerprint is not None:
+            near = await self.cache.find_near_duplicate(fingerprint)
+            if near is not None:
+                return await self._near_duplicate_hit(
+                    key, near, upload, fingerprint, caller, request_id, endpoint, started
+                )
+
         # Never pay a provider for an answer that could not be stored: with the database
         # down a moment ago, refuse now (the lookup above already failed if it is down now).
         self.cache.database_state.require()
-        received_hash, prediction, leader = await self._decode_and_infer(
-            upload.data, caller, request_id
+        prediction, leader = await self.flights.run(
+            image.sha256, lambda: self._infer(image, caller, request_id)
         )
         if self._cacheable(prediction):
             await self.cache.record(
                 key,
                 prediction,
-                uploader=caller.uploader,
-                server_verified=key == received_hash,
+                uploader=caller.key,
+                server_verified=server_verified,
                 size_bytes=len(upload.data),
+                fingerprint=fingerprint,
             )
         if leader:
             method = prediction.inference_method
@@ -255,6 +317,45 @@ class ClassificationService:
             method,
         )
         return ClassifyOutcome(data, not leader, _elapsed_ms(started))
+
+    async def _near_duplicate_hit(
+        self,
+        key: str,
+        near: CacheEntry,
+        upload: Upload,
+        fingerprint: Fingerprint,
+        caller: Caller,
+        request_id: str,
+        endpoint: str,
+        started: float,
+    ) -> ClassifyOutcome:
+        """Answer from a shared entry of the same picture under another hash (recompressed,
+        resized, re-encoded). The answer is recorded under this upload's own hash as this
+        caller's vote, never shared on the strength of a fingerprint alone: the caller's
+        next check-cache is an exact hit, and other callers confirm it by upload."""
+        entry = await self.cache.record(
+            key,
+            replace(near, fingerprint=fingerprint),
+            uploader=caller.key,
+            server_verified=False,
+            size_bytes=len(upload.data),
+        )
+        self.writer.note_hit(near.image_hash)
+        self._log(
+            caller,
+            request_id,
+            endpoint,
+            started,
+            image_hash=key,
+            category=near.category,
+            confidence=near.confidence,
+            from_cache=True,
+            inference_method="cache",
+            model=near.model,
+            size_bytes=len(upload.data),
+        )
+        data = _entry_data(entry or near) | {"near_duplicate": True}
+        return ClassifyOutcome(data, True, _elapsed_ms(started))
 
     def log_rejected_upload(
         self, caller: Caller, request_id: str, endpoint: str, error: AppError
@@ -301,17 +402,6 @@ class ClassificationService:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    async def _decode_and_infer(
-        self, data: bytes, caller: Caller, request_id: str
-    ) -> tuple[str, Prediction, bool]:
-        """The received bytes' hash, the prediction and whether this request inferred it
-        (single flight). The decoded image lives only in this frame: within its budget."""
-        async with decoded(data, self.settings.max_image_pixels, self._budget) as image:
-            prediction, leader = await self.flights.run(
-                image.sha256, lambda: self._infer(image, caller, request_id)
-            )
-            return image.sha256, prediction, leader
-
     async def _infer(self, image: PreparedImage, caller: Caller, request_id: str) -> Prediction:
         """Inference for a cache miss. With billing, a remote call needs a credit reserved
         first; the credit goes back unless a remote provider gave the answer."""
@@ -357,6 +447,7 @@ class ClassificationService:
             {
                 "request_id": request_id,
                 "user_id": caller.log_user_id,
+                "client_label": caller.label,
                 "ip_address": caller.ip,
                 "endpoint": endpoint,
                 "processing_time_ms": _elapsed_ms(started),
@@ -376,6 +467,14 @@ class ClassificationService:
             }
             | fields
         )
+
+
+def _same_picture(entry: CacheEntry, fingerprint: Fingerprint | None) -> bool:
+    return (
+        fingerprint is not None
+        and entry.fingerprint is not None
+        and fingerprint.matches(entry.fingerprint)
+    )
 
 
 def _elapsed_ms(started: float) -> float:

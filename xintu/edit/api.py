@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from xintu.billing.credits import InsufficientCredits
-from xintu.deps import SessionDep, SettingsDep, UserClaims
+from xintu.deps import LimitsDep, SessionDep, SettingsDep, UserClaims
 from xintu.edit.local import face_detector_available
 from xintu.edit.operations import (
     OPERATIONS,
@@ -44,6 +44,7 @@ from xintu.errors import (
     InvalidImage,
     MissingImage,
     NotAuthenticated,
+    RateLimited,
     UnsupportedMediaType,
     responses,
 )
@@ -107,16 +108,18 @@ async def list_operations(
         InsufficientCredits,
         TooManyTasks,
         EditUnavailable,
+        RateLimited,
     ),
 )
 async def create_task(
-    request: Request, settings: SettingsDep, claims: UserClaims
+    request: Request, settings: SettingsDep, claims: UserClaims, limits: LimitsDep
 ) -> FastJSONResponse:
     """Submit an edit: multipart ``file``, ``operation`` and ``params`` (a JSON object).
 
     202 with the queued task; the same image, operation and params as an earlier
     successful task answers from the edit cache with a task that has already succeeded.
     """
+    await limits.per_caller("edit_submits", claims)
     form = await read_multipart(
         request, max_file_bytes=settings.max_upload_bytes, max_files=1, fail_fast=True
     )

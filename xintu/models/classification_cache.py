@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CHAR, BigInteger, Boolean, Float, String, Text
+from sqlalchemy import CHAR, BigInteger, Boolean, Float, Integer, LargeBinary, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from xintu.models.base import Base, BigIntPK, UTCDateTime, utcnow
@@ -23,6 +23,17 @@ class ImageClassificationCache(Base):
     size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # True when the server hashed the bytes itself or the uploader quorum agreed.
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    # True when the server hashed the bytes itself: authoritative, never re-decided.
+    verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Perceptual fingerprint of the upload the entry was decided on (xintu/images/fingerprint.py):
+    # the 64-bit pHash (signed), its four 16-bit bands (indexed: near-duplicate lookups) and
+    # a 4×4 colour thumbnail. NULL for entries without one (too little structure, or older).
+    phash: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    phash_band0: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    phash_band1: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    phash_band2: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    phash_band3: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    thumb: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     hit_count: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -64,7 +64,10 @@ class RequestLog(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(String(36), index=True)
+    # "user:<id>" of the account that made the request; never a client-chosen value.
     user_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # The client's own X-User-ID label: recorded, but it identifies nobody (DESIGN §4.1).
+    client_label: Mapped[str | None] = mapped_column(String(128), nullable=True)
     ip_address: Mapped[str | None] = mapped_column(String(45), nullable=True)
     endpoint: Mapped[str] = mapped_column(String(64))
     image_hash: Mapped[str | None] = mapped_column(CHAR(64), nullable=True, index=True)

@@ -118,7 +118,7 @@ _is_cache_method = _log.inference_method == "cache"
 _is_failed = _log.status_code >= 400
 _is_served = _log.status_code < 400
 _is_check_hit = and_(_is_hit, _log.endpoint.in_(CHECK_CACHE_ENDPOINTS))
-# Who made a request: the user or client label, else the IP address.
+# Who made a request: the account, else the IP address (client labels are in client_label).
 # Constants are SQL literals, not bind parameters: PostgreSQL only matches a SELECT
 # expression to its GROUP BY twin when both are textually identical.
 _caller_key = func.coalesce(_log.user_id, literal_column("'ip:'", String) + _log.ip_address)
@@ -363,7 +363,7 @@ def _caller_order(item: tuple[str | None, int]) -> tuple[int, bool, str]:
 async def top_users(
     session: AsyncSession, settings: Settings, days: int, limit: int, now: datetime | None = None
 ) -> dict[str, Any]:
-    """The callers with the most requests: users, else client labels, else IP addresses.
+    """The callers with the most requests: accounts, else IP addresses (never labels).
 
     Two steps, both through the ``(user_id, created_at, …)`` index: the request count of
     every caller (one plain COUNT per user_id, and per IP address of the rows without one),
@@ -389,8 +389,7 @@ async def top_users(
         .group_by(_log.ip_address)
     )
     for ip_address, requests in by_ip.all():
-        # The same key as COALESCE(user_id, 'ip:' || ip_address): a client label that
-        # reads "ip:<address>" is the same caller.
+        # The same key as COALESCE(user_id, 'ip:' || ip_address).
         key = None if ip_address is None else f"ip:{ip_address}"
         counts[key] = counts.get(key, 0) + int(requests)
     chosen = sorted(counts.items(), key=_caller_order)[:limit]

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from xintu.billing.credits import get_balance
-from xintu.deps import SessionDep, SettingsDep, UserClaims, get_token_claims
-from xintu.errors import NotAuthenticated, responses
+from xintu.deps import LimitsDep, SessionDep, SettingsDep, UserClaims, get_token_claims
+from xintu.errors import NotAuthenticated, RateLimited, responses
 from xintu.users import service
 from xintu.users.accounts import AccountStatus
 from xintu.users.crypto import DataCipher
@@ -61,7 +61,7 @@ def _token_out(request: Request, result: service.LoginResult) -> TokenOut:
     )
 
 
-@router.post("/auth/wechat/login", responses=responses(*WECHAT_ERRORS))
+@router.post("/auth/wechat/login", responses=responses(*WECHAT_ERRORS, RateLimited))
 async def wechat_login(
     request: Request,
     body: WechatLoginRequest,
@@ -70,44 +70,50 @@ async def wechat_login(
     sessionmaker: SessionmakerDep,
     wechat: WechatDep,
     cipher: CipherDep,
+    limits: LimitsDep,
 ) -> TokenOut:
     """Mini-program login: exchange the ``wx.login`` code for a user token. With a guest's
     own token in ``Authorization`` that guest is merged into the account."""
+    await limits.per_ip("wechat_login")
     result = await service.login_miniprogram(
         sessionmaker, wechat, cipher, settings, body.code, body.device_id, _user_id(claims)
     )
     return _token_out(request, result)
 
 
-@router.get("/auth/wechat/oauth", responses=responses(*WECHAT_ERRORS))
+@router.get("/auth/wechat/oauth", responses=responses(*WECHAT_ERRORS, RateLimited))
 async def wechat_oauth(
     request: Request,
     claims: OptionalClaims,
     settings: SettingsDep,
     sessionmaker: SessionmakerDep,
     wechat: WechatDep,
+    limits: LimitsDep,
     code: Annotated[str, Query(min_length=1, max_length=128)],
     device_id: Annotated[
         str | None, Query(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
     ] = None,
 ) -> TokenOut:
     """Official-account web OAuth: exchange the redirect's ``code`` for a user token."""
+    await limits.per_ip("wechat_login")
     result = await service.login_oauth(
         sessionmaker, wechat, settings, code, device_id, _user_id(claims)
     )
     return _token_out(request, result)
 
 
-@router.post("/auth/guest", responses=responses(service.GuestLoginDisabled))
+@router.post("/auth/guest", responses=responses(service.GuestLoginDisabled, RateLimited))
 async def guest_login(
     request: Request,
     body: GuestLoginRequest,
     claims: OptionalClaims,
     settings: SettingsDep,
     sessionmaker: SessionmakerDep,
+    limits: LimitsDep,
 ) -> TokenOut:
     """A new guest labelled with the device id; with the guest's own token, that guest's
     token renewed. Merged into a WeChat account only by a login that carries its token."""
+    await limits.per_ip("guest_login")
     result = await service.login_guest(sessionmaker, settings, body.device_id, _user_id(claims))
     return _token_out(request, result)
 

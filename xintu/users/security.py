@@ -20,13 +20,22 @@ _ALGORITHM = "HS256"
 class TokenClaims:
     kind: TokenKind
     subject_id: int
+    # A guest account (free to create) rather than a WeChat-verified user; a user token
+    # without the claim counts as a guest (DESIGN §3: only verified users count as themselves).
+    guest: bool = True
 
 
 def create_access_token(
-    kind: TokenKind, subject_id: int, secret: str, expires_in: timedelta
+    kind: TokenKind, subject_id: int, secret: str, expires_in: timedelta, *, guest: bool = True
 ) -> str:
     now = utcnow()
-    payload = {"sub": str(subject_id), "typ": kind, "iat": now, "exp": now + expires_in}
+    payload = {
+        "sub": str(subject_id),
+        "typ": kind,
+        "gst": guest,
+        "iat": now,
+        "exp": now + expires_in,
+    }
     return jwt.encode(payload, secret, algorithm=_ALGORITHM)
 
 
@@ -37,7 +46,9 @@ def decode_access_token(token: str, secret: str) -> TokenClaims | None:
         kind = payload["typ"]
         if kind not in ("user", "admin"):
             return None
-        return TokenClaims(kind=kind, subject_id=int(payload["sub"]))
+        return TokenClaims(
+            kind=kind, subject_id=int(payload["sub"]), guest=payload.get("gst") is not False
+        )
     except (jwt.PyJWTError, KeyError, ValueError, TypeError):
         return None
 

@@ -296,6 +296,8 @@ async def _result(
 ) -> LoginResult:
     await session.flush()
     expires_in = timedelta(minutes=settings.access_token_expire_minutes)
-    token = create_access_token("user", user.id, settings.jwt_secret or "", expires_in)
+    token = create_access_token(
+        "user", user.id, settings.jwt_secret or "", expires_in, guest=user.is_guest
+    )
     balance = await get_balance(session, user.id)
     return LoginResult(user, balance, token, int(expires_in.total_seconds()), created, merged)

@@ -68,7 +68,7 @@ _VIDEO_BODY = {
 )
 async def classify_video(request: Request, context: ContextDep) -> FastJSONResponse:
     """Classify a video (MP4, MOV, WebM, 3GP) by its keyframes; cached by ``video_hash``."""
-    await context.limiter.hit("classify", context.caller.uploader)
+    await context.limiter.hit("classify", context.caller.key)
     service: VideoService = request.app.state.video
     settings = context.settings
     received = False

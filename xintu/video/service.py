@@ -51,7 +51,7 @@ class VideoService:
         started = time.perf_counter()
         key = video.claimed_hash or video.sha256
         entry = await self.classification.cache.get(key)
-        if entry is not None and entry.video is not None and entry.visible_to(caller.uploader):
+        if entry is not None and entry.video is not None and entry.visible_to(caller.key):
             video.discard()
             data = self.classification.serve_entry(entry, caller, request_id, ENDPOINT, started)
             return VideoOutcome(data, True, _elapsed_ms(started))
@@ -76,7 +76,7 @@ class VideoService:
             await self.classification.cache.record(
                 key,
                 prediction,
-                uploader=caller.uploader,
+                uploader=caller.key,
                 server_verified=key == video.sha256,
                 size_bytes=video.size,
                 video={"duration_s": data["duration_s"], "frames": data["frames"]},
