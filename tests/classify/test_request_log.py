@@ -107,7 +107,8 @@ async def test_labels_no_database_can_store_are_422_and_later_requests_are_count
         )
         assert header.json()["cached"] is True
         assert await today_total(app, client) == 3
-        assert [row.user_id for row in await logged(app)] == [None, "设备-1", "手机 2"]
+        # Labels are kept apart from user ids (docs/SECURITY.md, "Statistics").
+        assert [row.client_label for row in await logged(app)] == [None, "设备-1", "手机 2"]
 
 
 def _json_string(value: str) -> bytes:

@@ -140,7 +140,7 @@ async def test_video_is_classified_by_keyframes_then_answered_from_the_cache(
     assert sum(row.inference_method == "remote" for row in video_rows) == calls
     assert video_rows[-1].image_hash == video_hash
     assert video_rows[-1].from_cache
-    assert video_rows[0].user_id == "phone-1"
+    assert video_rows[0].client_label == "phone-1"
     assert leftovers(tmp_path) == []
 
 

@@ -100,6 +100,7 @@ class CacheEntry:
             "model": self.model,
             "inference_method": self.inference_method,
             "size_bytes": self.size_bytes,
+            "video_details": orjson.dumps(self.video).decode() if self.video else None,
         } | fingerprint_columns(self.fingerprint)
 
     def dumps(self) -> bytes:
@@ -318,4 +319,5 @@ _ENTRY_COLUMNS = [
     "verified",
     "phash",
     "thumb",
+    "video_details",
 ]
