@@ -62,6 +62,7 @@ def worker(
 
     from xintu.edit.tasks import run_worker
     from xintu.logging import configure_logging
+    from xintu.migrations import prepare_schema
 
     settings = get_settings()
     if concurrency is not None:
@@ -70,13 +71,24 @@ def worker(
         typer.echo("XINTU_REDIS_URL is not set: without Redis, edits run inside `xintu serve`")
         raise typer.Exit(2)
     settings.ensure_secrets()
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(
+        settings.log_level,
+        settings.log_json,
+        settings.log_file,
+        settings.log_rotation,
+        settings.log_retention,
+    )
 
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        await prepare_schema(
+            settings.database_url,
+            migrate=settings.migrate_on_start,
+            wait_s=settings.schema_wait_s,
+        )
         await run_worker(settings, stop)
 
     asyncio.run(run())

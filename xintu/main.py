@@ -36,6 +36,7 @@ from xintu.inference.hybrid import CircuitBreaker, HybridClassifier, ProviderSlo
 from xintu.inference.local import LocalClassifier
 from xintu.inference.remote import RemoteClassifier, create_http_session, provider_configs
 from xintu.logging import configure_logging
+from xintu.migrations import prepare_schema
 from xintu.ratelimit import RateLimiter
 from xintu.request_id import RequestIdMiddleware
 from xintu.responses import FastJSONResponse
@@ -55,7 +56,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; tests pass their own settings."""
     settings = settings or get_settings()
     settings.ensure_secrets()
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(
+        settings.log_level,
+        settings.log_json,
+        settings.log_file,
+        settings.log_rotation,
+        settings.log_retention,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,6 +108,11 @@ def build_local_classifier(settings: Settings) -> Classifier | None:
 
 async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:
     """Create every long-lived client once; the exit stack closes them in reverse order."""
+    # A plain `uvicorn xintu.main:app` on an empty database migrates it (under the lock);
+    # with XINTU_MIGRATE_ON_START=false the instance waits for the migrate job.
+    await prepare_schema(
+        settings.database_url, migrate=settings.migrate_on_start, wait_s=settings.schema_wait_s
+    )
     database = Database(settings.database_url)
     stack.push_async_callback(database.dispose)
     app.state.db = database
