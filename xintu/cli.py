@@ -23,12 +23,13 @@ app.add_typer(admin_app, name="admin")
 
 @app.command()
 def migrate() -> None:
-    """Bring the database to the newest schema."""
-    from xintu.migrations import upgrade_to_head
+    """Bring the database to the newest schema (once, under a database lock)."""
+    from xintu.migrations import prepare_schema
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade_to_head(settings.database_url)
+    # Waits for a database that does not accept connections yet (started beside it).
+    asyncio.run(prepare_schema(settings.database_url, migrate=True, wait_s=settings.schema_wait_s))
     typer.echo("database is at the newest schema")
 
 

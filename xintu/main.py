@@ -36,10 +36,10 @@ from xintu.inference.hybrid import CircuitBreaker, HybridClassifier, ProviderSlo
 from xintu.inference.local import LocalClassifier
 from xintu.inference.remote import RemoteClassifier, create_http_session, provider_configs
 from xintu.logging import configure_logging
-from xintu.migrations import prepare_schema
 from xintu.ratelimit import RateLimiter
 from xintu.request_id import RequestIdMiddleware
 from xintu.responses import FastJSONResponse
+from xintu.startup import SchemaGate, SchemaGateMiddleware
 from xintu.stats.api import router as stats_router
 from xintu.stats.dashboard import install_dashboard
 from xintu.stats.metrics import install_metrics
@@ -82,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_metrics(app)
     install_dashboard(app)
 
+    app.state.schema_gate = SchemaGate(settings.database_url, settings.migrate_on_start)
+    app.add_middleware(SchemaGateMiddleware, gate=app.state.schema_gate)
     app.add_middleware(RequestIdMiddleware)
 
     api = APIRouter(prefix=API_PREFIX)
@@ -108,14 +110,12 @@ def build_local_classifier(settings: Settings) -> Classifier | None:
 
 async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:
     """Create every long-lived client once; the exit stack closes them in reverse order."""
-    # A plain `uvicorn xintu.main:app` on an empty database migrates it (under the lock);
-    # with XINTU_MIGRATE_ON_START=false the instance waits for the migrate job.
-    await prepare_schema(
-        settings.database_url, migrate=settings.migrate_on_start, wait_s=settings.schema_wait_s
-    )
     database = Database(settings.database_url)
     stack.push_async_callback(database.dispose)
     app.state.db = database
+    # Migrates an empty database (under the lock) or finds it migrated; if neither, the
+    # server starts and says why (xintu/startup.py). The bootstrap admin needs the tables.
+    await app.state.schema_gate.start(stack, partial(_bootstrap_admin, settings, database))
 
     redis: Redis | None = None
     if settings.redis_url:
@@ -206,14 +206,7 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
 async def _start_admin_components(
     app: FastAPI, settings: Settings, stack: AsyncExitStack, database: Database
 ) -> None:
-    """The bootstrap admin, the admin login rate limit and the daily request_log purge."""
-    if settings.admin_username and settings.admin_password:
-        created = await create_or_update_admin(
-            database.engine, settings.admin_username, settings.admin_password
-        )
-        logger.info(
-            "admin {!r} {}", settings.admin_username, "created" if created else "is up to date"
-        )
+    """The admin login rate limit and the daily request_log purge."""
     # Its own limiter: guessing passwords is limited per IP whatever the other limits are.
     app.state.admin_login_limiter = RateLimiter(
         settings.redis_url, app.state.redis, "0", settings.rate_limit_admin_login
@@ -229,6 +222,17 @@ async def _start_admin_components(
         ),
         "request_log purge",
     )
+
+
+async def _bootstrap_admin(settings: Settings, database: Database) -> None:
+    """Create or update the XINTU_ADMIN_USERNAME admin."""
+    if settings.admin_username and settings.admin_password:
+        created = await create_or_update_admin(
+            database.engine, settings.admin_username, settings.admin_password
+        )
+        logger.info(
+            "admin {!r} {}", settings.admin_username, "created" if created else "is up to date"
+        )
 
 
 _default_app: FastAPI | None = None

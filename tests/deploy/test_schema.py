@@ -44,10 +44,16 @@ async def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> 
 
 
 @asynccontextmanager
-async def serve(url: str, data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def serve(
+    url: str, data_dir: Path, migrate_on_start: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan, given the time a migration from empty takes on MySQL."""
     settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, database_url=url, data_dir=data_dir, local_model_enabled=False
+        _env_file=None,
+        database_url=url,
+        data_dir=data_dir,
+        local_model_enabled=False,
+        migrate_on_start=migrate_on_start,
     )
     app = create_app(settings)
     async with LifespanManager(app, startup_timeout=120):
@@ -89,7 +95,30 @@ async def test_two_apps_starting_together_on_an_empty_database_both_serve(
     assert await current_schema_problem(empty_database_url) is None
 
 
-async def test_an_instance_waits_for_the_migrate_job(empty_database_url: str) -> None:
+async def test_an_app_waits_for_the_migrate_job_answering_503_meanwhile(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    async with serve(empty_database_url, tmp_path / "data", migrate_on_start=False) as client:
+        health = await client.get("/api/v1/health")
+        check = await client.post("/api/v1/classify/check-cache", json={"image_hash": "a" * 64})
+        assert health.status_code == 503
+        assert health.json()["status"] == "down"
+        assert health.json()["database"]["error"] == "schema_not_ready"
+        assert "no schema: run `xintu migrate`" in health.json()["database"]["detail"]
+        assert check.status_code == 503
+        assert check.json()["code"] == "schema_not_ready"
+        assert "alembic_version" not in await _tables(empty_database_url)  # it did not migrate
+
+        await upgrade_to_head_async(empty_database_url)  # the migrate job
+        deadline = time.monotonic() + 30
+        while (await client.get("/api/v1/health")).status_code != 200:
+            assert time.monotonic() < deadline, "the app never saw the schema"
+            await asyncio.sleep(0.1)
+        check = await client.post("/api/v1/classify/check-cache", json={"image_hash": "a" * 64})
+    assert check.status_code == 200, check.text
+
+
+async def test_a_worker_waits_for_the_migrate_job(empty_database_url: str) -> None:
     warnings: list[str] = []
     sink = logger.add(lambda message: warnings.append(str(message)), level="WARNING")
     try:
@@ -105,13 +134,14 @@ async def test_an_instance_waits_for_the_migrate_job(empty_database_url: str) ->
         logger.remove(sink)
 
 
-async def test_an_instance_gives_up_with_a_clear_message(empty_database_url: str) -> None:
+async def test_a_worker_gives_up_with_a_clear_message(empty_database_url: str) -> None:
     with pytest.raises(SchemaNotReady, match="no schema: run `xintu migrate`"):
         await prepare_schema(empty_database_url, migrate=False, wait_s=0)
     assert "alembic_version" not in await _tables(empty_database_url)
 
 
 async def test_an_unreachable_database_is_waited_for_then_reported() -> None:
+    # `xintu migrate` started beside a database that is not up yet.
     url = f"mysql+asyncmy://root@127.0.0.1:{free_port()}/xintu"
     started = time.monotonic()
     with pytest.raises(SchemaNotReady, match="unreachable"):

@@ -38,6 +38,10 @@ async def health(request: Request) -> FastJSONResponse:
     """Service health; 503 when the database is down."""
     state = request.app.state
     database = await _probe(_ping_database(state.db))
+    schema_problem = state.schema_gate.problem
+    if database["ok"] and schema_problem is not None:
+        # Reachable but not usable by this release (no schema yet, or an older one).
+        database.update(ok=False, error="schema_not_ready", detail=schema_problem)
     redis_client: Redis | None = state.redis
     redis = await _probe(redis_client.ping()) if redis_client is not None else None
     classifier: HybridClassifier = state.classifier

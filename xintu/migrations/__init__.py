@@ -32,7 +32,7 @@ LOCK_NAME = "xintu_migrate"
 # pg_advisory locks take a bigint: a fixed one for "xintu migrate".
 _PG_LOCK_KEY = 0x78696E7475
 LOCK_TIMEOUT_S = 600
-_SCHEMA_POLL_S = 1.0
+SCHEMA_POLL_S = 1.0
 
 
 class SchemaNotReady(RuntimeError):
@@ -141,23 +141,25 @@ async def current_schema_problem(url: str) -> str | None:
         await engine.dispose()
 
 
-async def prepare_schema(url: str, *, migrate: bool, wait_s: float) -> None:
-    """Start-up: migrate (under the lock) or wait for the migrate job, for at most ``wait_s``.
+async def check_or_migrate(url: str, *, migrate: bool) -> str | None:
+    """One attempt: None when the database at ``url`` serves this release (after migrating
+    it under the lock when ``migrate``), else what is wrong."""
+    try:
+        problem = await current_schema_problem(url)
+        if problem is not None and migrate:
+            await upgrade_to_head_async(url)
+            problem = None
+    except (OSError, DBAPIError) as exc:
+        problem = f"the database is unreachable ({type(exc).__name__}: {exc})"
+    return problem
 
-    A database that does not accept connections yet (MySQL still starting) is waited for
-    too, so that an instance started beside it comes up instead of crashing."""
+
+async def prepare_schema(url: str, *, migrate: bool, wait_s: float) -> None:
+    """For commands (`xintu migrate`, `xintu worker`): migrate or wait for the migrate job,
+    for at most ``wait_s``, also for a database that does not accept connections yet."""
     deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            problem = await current_schema_problem(url)
-            if problem is None:
-                return
-            if migrate:
-                await upgrade_to_head_async(url)
-                return
-        except (OSError, DBAPIError) as exc:
-            problem = f"the database is unreachable ({type(exc).__name__}: {exc})"
+    while (problem := await check_or_migrate(url, migrate=migrate)) is not None:
         if time.monotonic() >= deadline:
             raise SchemaNotReady(problem)
         logger.warning("waiting for the database: {}", problem)
-        await asyncio.sleep(_SCHEMA_POLL_S)
+        await asyncio.sleep(SCHEMA_POLL_S)
