@@ -1,8 +1,9 @@
 """Gunicorn with Uvicorn workers; every worker is a full, stateless copy of the app.
 
 `gunicorn -c deploy/gunicorn.conf.py xintu.main:app`. Each worker runs the app's start-up:
-it migrates under the database lock (or waits for the migrate job when
-XINTU_MIGRATE_ON_START=false), so workers and replicas starting together are safe.
+it migrates under the database lock (with XINTU_MIGRATE_ON_START=false it expects the
+migrate job to have done it, and /health says so until then), so workers and replicas
+starting together are safe.
 """
 
 import os

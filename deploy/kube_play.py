@@ -114,12 +114,18 @@ def main() -> None:
         run("podman", "kube", "play", str(manifest), capture=True)
         try:
             subprocess.run(
-                [sys.executable, str(ROOT / "deploy/smoke.py"), f"http://127.0.0.1:{port}",
-                 "--edit", "--timeout", "180"],
+                [
+                    sys.executable,
+                    str(ROOT / "deploy/smoke.py"),
+                    f"http://127.0.0.1:{port}",
+                    "--edit",
+                    "--timeout",
+                    "180",
+                ],
                 check=True,
             )
             pods = run("podman", "pod", "ps", "--format", "{{.Name}} {{.Status}}", capture=True)
-            print("pods:", " | ".join(pods.split("\n")).strip(" |"))
+            print("pods:", " | ".join(pods.split("\n")).strip(" |"))  # noqa: T201 - a script reports by printing
         except subprocess.CalledProcessError:
             for name in ("xintu-api-pod-api", "xintu-worker-pod-worker"):
                 subprocess.run(["podman", "logs", "--tail", "40", name], check=False)

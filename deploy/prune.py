@@ -14,7 +14,7 @@ from pathlib import Path
 
 # Folders whose name says they are tests or build inputs, inside a package.
 PRUNED_DIRS = {"tests", "test", "testing_data", "include"}
-PRUNED_SUFFIXES = {".pyi", ".pxd", ".pyx", ".c", ".h", ".hpp", ".cpp"}
+PRUNED_SUFFIXES = {".pyi", ".pxd", ".pyx", ".c", ".h", ".hpp", ".cpp", ".a"}
 # Importable names that must stay although they match the rules above.
 KEPT = ("numpy/testing", "numpy/_core/include", "numpy/core/include")
 INSTALLERS = ("pip", "setuptools", "wheel", "_distutils_hack", "distutils-precedence.pth")
@@ -24,6 +24,7 @@ UNUSED = [
     # Model conversion and tuning tools of ONNX Runtime, not the runtime itself.
     "onnxruntime/transformers",
     "onnxruntime/quantization",
+    "onnxruntime/tools",
     # xintu/geo needs scipy.spatial (cKDTree) and what it imports: linalg, sparse, special.
     *(
         f"scipy/{name}"
@@ -52,6 +53,10 @@ def prune(site: Path) -> None:
             remove(item)
     for name in UNUSED:
         remove(site / name)
+    # OpenCV's Haar cascades: local edits use the frontal-face one only.
+    for cascade in (site / "cv2" / "data").glob("haarcascade_*.xml"):
+        if cascade.name != "haarcascade_frontalface_default.xml":
+            cascade.unlink()
     # Country names: the service asks pycountry for Simplified Chinese only.
     for locale in (site / "pycountry" / "locales").glob("*"):
         if locale.name != "zh_CN":
