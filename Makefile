@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest venv dev system-deps bench clean
+.PHONY: run test lint typecheck pytest venv dev system-deps bench clean test-deploy
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ pytest: dev system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test: lint typecheck pytest
+
+# The deploy files built and run for real with podman (docs/DEPLOYMENT.md); as root it
+# installs podman, buildah, mmdebstrap, runc and docker-compose when missing. .ci/run calls it.
+test-deploy: dev
+	PYTHON=$(BIN)/python deploy/test-deploy.sh
 
 bench: dev
 	$(BIN)/python bench/classify.py

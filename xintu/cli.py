@@ -23,12 +23,13 @@ app.add_typer(admin_app, name="admin")
 
 @app.command()
 def migrate() -> None:
-    """Bring the database to the newest schema."""
-    from xintu.migrations import upgrade_to_head
+    """Bring the database to the newest schema (once, under a database lock)."""
+    from xintu.migrations import prepare_schema
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade_to_head(settings.database_url)
+    # Waits for a database that does not accept connections yet (started beside it).
+    asyncio.run(prepare_schema(settings.database_url, migrate=True, wait_s=settings.schema_wait_s))
     typer.echo("database is at the newest schema")
 
 
@@ -64,6 +65,7 @@ def worker(
 
     from xintu.edit.tasks import run_worker
     from xintu.logging import configure_logging
+    from xintu.migrations import prepare_schema
 
     settings = get_settings()
     if concurrency is not None:
@@ -72,13 +74,24 @@ def worker(
         typer.echo("XINTU_REDIS_URL is not set: without Redis, edits run inside `xintu serve`")
         raise typer.Exit(2)
     settings.ensure_secrets()
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(
+        settings.log_level,
+        settings.log_json,
+        settings.log_file,
+        settings.log_rotation,
+        settings.log_retention,
+    )
 
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        await prepare_schema(
+            settings.database_url,
+            migrate=settings.migrate_on_start,
+            wait_s=settings.schema_wait_s,
+        )
         await run_worker(settings, stop)
 
     asyncio.run(run())

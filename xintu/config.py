@@ -218,6 +218,13 @@ class Settings(BaseSettings):
     rate_limit_orders: str = "30/hour"
     rate_limit_edit_submits: str = "30/minute"
 
+    # Deployment: the schema at start-up, log files (docs/DEPLOYMENT.md)
+    migrate_on_start: bool = True
+    schema_wait_s: float = Field(default=120.0, ge=0)
+    log_file: Path | None = None
+    log_rotation: str = "100 MB"
+    log_retention: int = Field(default=14, ge=1)
+
     @field_validator("providers", "edit_providers", mode="before")
     @classmethod
     def _split_providers(cls, value: object) -> object:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from contextvars import ContextVar
+from pathlib import Path
 
 from loguru import logger
 
@@ -24,7 +26,13 @@ def _add_request_id(record: dict) -> None:  # type: ignore[type-arg]
     record["extra"].setdefault("request_id", request_id_var.get())
 
 
-def configure_logging(level: str = "INFO", json: bool = False) -> None:
+def configure_logging(
+    level: str = "INFO",
+    json: bool = False,
+    file: Path | None = None,
+    rotation: str = "100 MB",
+    retention_days: int = 14,
+) -> None:
     logger.remove()
     logger.configure(patcher=_add_request_id)  # type: ignore[arg-type]
     fmt = (
@@ -41,6 +49,21 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
         backtrace=False,
         diagnose=False,
     )
+    if file is not None:
+        # Beside the console, not instead of it (containers log to stdout/stderr). One file per
+        # process when the path holds "{pid}": processes must not rotate each other's file.
+        logger.add(
+            str(file).replace("{pid}", str(os.getpid())),
+            level=level.upper(),
+            serialize=json,
+            format=fmt,
+            colorize=False,
+            backtrace=False,
+            diagnose=False,
+            rotation=rotation,
+            retention=f"{retention_days} days",
+            encoding="utf-8",
+        )
     logging.basicConfig(handlers=[_InterceptHandler()], level=level.upper(), force=True)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers = [_InterceptHandler()]

@@ -43,6 +43,7 @@ from xintu.ratelimit import RateLimiter
 from xintu.redis_guard import RedisGuard
 from xintu.request_id import RequestIdMiddleware
 from xintu.responses import FastJSONResponse
+from xintu.startup import SchemaGate, SchemaGateMiddleware
 from xintu.stats.api import router as stats_router
 from xintu.stats.dashboard import install_dashboard
 from xintu.stats.live import LiveStats
@@ -64,7 +65,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; tests pass their own settings."""
     settings = settings or get_settings()
     settings.ensure_secrets()
-    configure_logging(settings.log_level, settings.log_json)
+    configure_logging(
+        settings.log_level,
+        settings.log_json,
+        settings.log_file,
+        settings.log_rotation,
+        settings.log_retention,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -96,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_metrics(app)
     install_dashboard(app)
 
+    app.state.schema_gate = SchemaGate(settings.database_url, settings.migrate_on_start)
+    app.add_middleware(SchemaGateMiddleware, gate=app.state.schema_gate)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
 
@@ -128,6 +137,9 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
     stack.push_async_callback(database.dispose)
     app.state.db = database
     app.state.accounts = AccountStatus(database.sessionmaker, settings.account_status_ttl_s)
+    # Migrates an empty database (under the lock) or finds it migrated; if neither, the
+    # server starts and says why (xintu/startup.py). The bootstrap admin needs the tables.
+    await app.state.schema_gate.start(stack, partial(_bootstrap_admin, settings, database))
 
     redis: Redis | None = None
     redis_guard: RedisGuard | None = None
@@ -254,14 +266,7 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
 async def _start_admin_components(
     settings: Settings, stack: AsyncExitStack, database: Database
 ) -> None:
-    """The bootstrap admin and the daily request_log purge."""
-    if settings.admin_username and settings.admin_password:
-        created = await create_or_update_admin(
-            database.engine, settings.admin_username, settings.admin_password
-        )
-        logger.info(
-            "admin {!r} {}", settings.admin_username, "created" if created else "is up to date"
-        )
+    """The daily request_log purge."""
     run_every(
         stack,
         settings.log_purge_interval_s,
@@ -273,6 +278,17 @@ async def _start_admin_components(
         ),
         "request_log purge",
     )
+
+
+async def _bootstrap_admin(settings: Settings, database: Database) -> None:
+    """Create or update the XINTU_ADMIN_USERNAME admin."""
+    if settings.admin_username and settings.admin_password:
+        created = await create_or_update_admin(
+            database.engine, settings.admin_username, settings.admin_password
+        )
+        logger.info(
+            "admin {!r} {}", settings.admin_username, "created" if created else "is up to date"
+        )
 
 
 _default_app: FastAPI | None = None

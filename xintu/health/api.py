@@ -50,6 +50,10 @@ async def health(request: Request) -> FastJSONResponse:
         redis = await _probe(redis_guard.redis.ping())
         if redis["ok"]:
             redis_guard.mark_up()
+    schema_problem = state.schema_gate.problem
+    if database["ok"] and schema_problem is not None:
+        # Reachable but not usable by this release (no schema yet, or an older one).
+        database.update(ok=False, error="schema_not_ready", detail=schema_problem)
     classifier: HybridClassifier = state.classifier
     providers = [
         {
