@@ -176,6 +176,10 @@ class Settings(BaseSettings):
     edit_max_queued_per_user: int = 10
     edit_queue_name: str = "xintu:edit"
 
+    # Remote cost (issue 15): pixels sent to vision LLMs, screenshots answered without them
+    remote_max_side: int = Field(default=1024, ge=224, le=4096)
+    screenshot_precheck: bool = True
+
     @field_validator("providers", "edit_providers", mode="before")
     @classmethod
     def _split_providers(cls, value: object) -> object:
