@@ -21,6 +21,7 @@ from xintu.errors import (
     UnsupportedMediaType,
 )
 from xintu.images.validation import check_header, prepare_image, sha256_hex, sniff_format
+from xintu.inference import precheck
 from xintu.inference.base import Classifier, Prediction, PreparedImage
 from xintu.inference.hybrid import HybridClassifier, NoClassifierAnswered
 from xintu.inference.pricing import call_cost
@@ -283,6 +284,10 @@ class ClassificationService:
     # -- helpers ---------------------------------------------------------------------------
 
     async def _infer(self, image: PreparedImage, caller: Caller) -> Prediction:
+        if self.settings.screenshot_precheck:
+            answer = await asyncio.to_thread(precheck.classify, image)
+            if answer is not None:
+                return answer
         allow_remote = True
         if self.credit_gate is not None:
             allow_remote = await self.credit_gate.may_use_remote(caller)
@@ -293,8 +298,9 @@ class ClassificationService:
 
     def _cacheable(self, prediction: Prediction) -> bool:
         """DESIGN §6: remote answers always; local answers only in ``local_only`` mode, so
-        that after a fallback the next upload gets the LLM."""
-        if prediction.inference_method == "remote":
+        that after a fallback the next upload gets the LLM. Pre-check answers are cached:
+        the LLM would not do better on them, and a hit spares the client the upload."""
+        if prediction.inference_method == "remote" or prediction.model == precheck.MODEL_NAME:
             return True
         return self.settings.inference_mode is InferenceMode.local_only
 
