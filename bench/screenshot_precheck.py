@@ -174,6 +174,10 @@ def main() -> None:
         evidence = precheck.detect(image)
         timings.append((time.perf_counter() - started) * 1000)
         totals[group] += 1
+        if sum(totals.values()) % 100 == 0:
+            negative_hits = sum(n for g, n in detected.items() if not g.startswith("screenshot"))
+            print(f"  {sum(totals.values())} evaluated, detected {dict(detected)}, "
+                  f"false positives so far {negative_hits}", flush=True)  # fmt: skip
         if evidence is not None:
             detected[group] += 1
             if not group.startswith("screenshot"):

@@ -178,7 +178,8 @@ class Settings(BaseSettings):
 
     # Remote cost (issue 15): pixels sent to vision LLMs, screenshots answered without them
     remote_max_side: int = Field(default=1024, ge=224, le=4096)
-    screenshot_precheck: bool = True
+    # Off by default until it meets its precision target (docs/CLASSIFICATION.md).
+    screenshot_precheck: bool = False
 
     @field_validator("providers", "edit_providers", mode="before")
     @classmethod

@@ -77,7 +77,9 @@ async def test_hits_on_local_and_precheck_answers_save_nothing(
         await hit(client, local_photo)
 
     # … another asks the LLM and runs the screenshot pre-check.
-    async with make_client(database_url=database_url, **llm_settings(fake_llm, **ADMIN)) as (
+    async with make_client(
+        database_url=database_url, **llm_settings(fake_llm, screenshot_precheck=True, **ADMIN)
+    ) as (
         app,
         client,
     ):
