@@ -225,6 +225,11 @@ class Settings(BaseSettings):
     log_rotation: str = "100 MB"
     log_retention: int = Field(default=14, ge=1)
 
+    # Remote cost (issue 15): pixels sent to vision LLMs, screenshots answered without them
+    remote_max_side: int = Field(default=1024, ge=224, le=4096)
+    # Off by default until it meets its precision target (docs/CLASSIFICATION.md).
+    screenshot_precheck: bool = False
+
     @field_validator("providers", "edit_providers", mode="before")
     @classmethod
     def _split_providers(cls, value: object) -> object:

@@ -159,7 +159,9 @@ async def _start_components(app: FastAPI, settings: Settings, stack: AsyncExitSt
     stack.push_async_callback(http.close)
     slots = [
         ProviderSlot(
-            classifier=RemoteClassifier(config, http, settings.remote_timeout_s),
+            classifier=RemoteClassifier(
+                config, http, settings.remote_timeout_s, settings.remote_max_side
+            ),
             breaker=CircuitBreaker(settings.circuit_failure_threshold, settings.circuit_cooldown_s),
             configured=config.configured,
         )

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from tests.conftest import AppFactory, llm_settings
 from tests.fixtures.assertions import assert_error
-from tests.fixtures.fake_llm import FakeLLM
+from tests.fixtures.fake_llm import COMPLETION_TOKENS, FakeLLM, prompt_tokens
 from tests.fixtures.images import make_image
 from xintu.categories import CATEGORY_NAMES, Category
 from xintu.models import ImageClassificationCache, RequestLog
@@ -139,9 +139,12 @@ async def test_remote_miss_then_check_cache_hit_bumps_hit_count(
     ]
     remote = rows[0]
     assert (remote.user_id, remote.client_label) == (None, "device-1")
-    assert (remote.input_tokens, remote.output_tokens) == (1200, 30)
-    # gpt-4o-mini: 1200 × 0.0011 / 1000 + 30 × 0.0044 / 1000
-    assert Decimal(remote.cost) == Decimal("0.001452")
+    # The fake LLM counts the tokens of the 200×150 picture it received, as Qwen-VL does.
+    tokens = prompt_tokens(200, 150)
+    assert (remote.input_tokens, remote.output_tokens) == (tokens, COMPLETION_TOKENS)
+    # gpt-4o-mini: CNY 0.0011 per 1,000 input tokens, 0.0044 per 1,000 output tokens
+    expected = (Decimal(tokens) * Decimal("0.0011") + 30 * Decimal("0.0044")) / 1000
+    assert Decimal(remote.cost) == expected.quantize(Decimal("0.000001"))
     assert rows[1].size_bytes == len(compressed)
 
 

@@ -14,14 +14,24 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from tests.conftest import AppFactory, llm_settings
-from tests.fixtures.fake_llm import FakeLLM
+from tests.fixtures.fake_llm import COMPLETION_TOKENS, FakeLLM, prompt_tokens
 from tests.fixtures.images import make_image
 from tests.stats.conftest import ADMIN, admin_headers, insert_rows, log_row
 from xintu.categories import Category
+from xintu.config import DEFAULT_MODEL_PRICES
+from xintu.inference.pricing import call_cost
 from xintu.models import RequestLog, WechatUser
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-CALL_COST = 0.001452  # gpt-4o-mini: 1200 input + 30 output tokens
+# The fake LLM counts tokens from the pixels it receives, as Qwen-VL does: the script's two
+# remote calls are a 320×240 and a 64×48 picture.
+CALL_TOKENS = prompt_tokens(320, 240) + prompt_tokens(64, 48)
+CALLS_COST = float(
+    call_cost(DEFAULT_MODEL_PRICES, "gpt-4o-mini", prompt_tokens(320, 240), COMPLETION_TOKENS)
+    + call_cost(DEFAULT_MODEL_PRICES, "gpt-4o-mini", prompt_tokens(64, 48), COMPLETION_TOKENS)
+)
+# Saved cost = hits × the mean cost of a remote call.
+SAVED_BY_4_HITS = 4 * CALLS_COST / 2
 
 
 def sha(data: bytes) -> str:
@@ -108,8 +118,8 @@ async def test_statistics_equal_a_scripted_mix_of_requests(
             "unique_users": 1,
             "avg_processing_ms": 0,
             "p95_processing_ms": 0,
-            "cost": round(2 * CALL_COST, 6),
-            "cost_saved": round(4 * CALL_COST, 6),
+            "cost": round(CALLS_COST, 6),
+            "cost_saved": round(SAVED_BY_4_HITS, 6),
             "currency": "CNY",
         }
 
@@ -126,7 +136,7 @@ async def test_statistics_equal_a_scripted_mix_of_requests(
         assert efficiency["uploads_avoided"] == 3
         assert efficiency["bandwidth_saved_bytes"] == 3 * len(image_a)
         assert efficiency["remote_calls_avoided"] == 4
-        assert efficiency["cost_saved"] == round(4 * CALL_COST, 6)
+        assert efficiency["cost_saved"] == round(SAVED_BY_4_HITS, 6)
 
         distribution = await stats(app, client, "category-distribution", headers)
         assert distribution["total"] == 7
@@ -160,21 +170,21 @@ async def test_statistics_equal_a_scripted_mix_of_requests(
                 "provider": "openai",
                 "model": "gpt-4o-mini",
                 "calls": 2,
-                "input_tokens": 2400,
-                "output_tokens": 60,
-                "cost": round(2 * CALL_COST, 6),
+                "input_tokens": CALL_TOKENS,
+                "output_tokens": 2 * COMPLETION_TOKENS,
+                "cost": round(CALLS_COST, 6),
                 "cache_hits": 4,
-                "cost_saved": round(4 * CALL_COST, 6),
+                "cost_saved": round(SAVED_BY_4_HITS, 6),
                 "input_price_per_1k": 0.0011,
                 "output_price_per_1k": 0.0044,
             }
         ]
         assert (costs["total_calls"], costs["total_cost"], costs["cost_saved"]) == (
             2,
-            round(2 * CALL_COST, 6),
-            round(4 * CALL_COST, 6),
+            round(CALLS_COST, 6),
+            round(SAVED_BY_4_HITS, 6),
         )
-        assert costs["daily"][-1]["cost"] == round(2 * CALL_COST, 6)
+        assert costs["daily"][-1]["cost"] == round(CALLS_COST, 6)
 
         performance = await stats(app, client, "performance", headers)
         methods = {m["inference_method"]: m for m in performance["methods"]}

@@ -25,6 +25,7 @@ from xintu.images.budget import decode_budget, decoded
 from xintu.images.fingerprint import Fingerprint
 from xintu.images.fingerprint import fingerprint as fingerprint_of
 from xintu.images.validation import check_header, sha256_hex, sniff_format
+from xintu.inference import precheck
 from xintu.inference.base import Classifier, Prediction, PreparedImage
 from xintu.inference.hybrid import HybridClassifier, NoClassifierAnswered
 from xintu.inference.pricing import call_cost
@@ -405,6 +406,10 @@ class ClassificationService:
     async def _infer(self, image: PreparedImage, caller: Caller, request_id: str) -> Prediction:
         """Inference for a cache miss. With billing, a remote call needs a credit reserved
         first; the credit goes back unless a remote provider gave the answer."""
+        if self.settings.screenshot_precheck:
+            answer = await asyncio.to_thread(precheck.classify, image)
+            if answer is not None:
+                return answer
         gate = self.credit_gate
         reservation = None
         if gate is not None and self.classifier.offers_remote:
@@ -424,8 +429,9 @@ class ClassificationService:
 
     def _cacheable(self, prediction: Prediction) -> bool:
         """DESIGN §6: remote answers always; local answers only in ``local_only`` mode, so
-        that after a fallback the next upload gets the LLM."""
-        if prediction.inference_method == "remote":
+        that after a fallback the next upload gets the LLM. Pre-check answers are cached:
+        the LLM would not do better on them, and a hit spares the client the upload."""
+        if prediction.inference_method == "remote" or prediction.model == precheck.MODEL_NAME:
             return True
         return self.settings.inference_mode is InferenceMode.local_only
 

@@ -5,6 +5,18 @@ from __future__ import annotations
 from decimal import Decimal
 
 from xintu.config import ModelPrice
+from xintu.inference import precheck
+
+# Models of the classifiers that run on our own machine: the offline pipeline's names start
+# with this prefix, and the screenshot pre-check. A cache hit on their answer saves no remote
+# call (without the cache they would have answered again, for free).
+LOCAL_MODEL_PREFIX = "local-"
+PRECHECK_MODEL = precheck.MODEL_NAME
+
+
+def is_free_model(model: str | None) -> bool:
+    return model is not None and (model.startswith(LOCAL_MODEL_PREFIX) or model == PRECHECK_MODEL)
+
 
 _PER = Decimal(1000)
 _QUANTUM = Decimal("0.000001")

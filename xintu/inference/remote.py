@@ -24,9 +24,22 @@ from xintu.inference.parsing import SYSTEM_PROMPT, USER_PROMPT, UnparseableAnswe
 
 # Formats every OpenAI-compatible vision endpoint accepts as a data URL.
 _SENDABLE_FORMATS = {"jpeg", "png", "webp"}
+# Sources whose pixels are exact (screenshots, graphics): re-encoded without chroma
+# subsampling and at a higher quality, so that small coloured text stays legible.
+_LOSSLESS_FORMATS = {"png", "gif", "bmp"}
 _MAX_SEND_BYTES = 1_500_000
 _MAX_SEND_SIDE = 2048
 _RESIZE_SIDE = 1024
+_EXIF_ORIENTATION = 0x0112
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,33 +75,63 @@ def provider_configs(settings: Settings) -> list[ProviderConfig]:
     return configs
 
 
-def needs_reencoding(image: PreparedImage) -> bool:
-    """Whether the upload is too big or in a format providers may refuse (HEIC, BMP, GIF)."""
+def needs_reencoding(image: PreparedImage, max_side: int = _MAX_SEND_SIDE) -> bool:
+    """Whether the upload is too big, too large in pixels (tokens grow with pixels) or in a
+    format providers may refuse (HEIC, BMP, GIF)."""
     return not (
         image.format in _SENDABLE_FORMATS
         and len(image.data) <= _MAX_SEND_BYTES
-        and max(image.width, image.height) <= _MAX_SEND_SIDE
+        and max(image.width, image.height) <= max_side
     )
 
 
-def image_payload(image: PreparedImage) -> tuple[str, bytes]:
-    """The MIME type and bytes to send: the upload itself unless it needs re-encoding."""
-    if not needs_reencoding(image):
+def image_payload(
+    image: PreparedImage, max_side: int = _MAX_SEND_SIDE, resize_side: int = _RESIZE_SIDE
+) -> tuple[str, bytes]:
+    """The MIME type and bytes to send: the upload itself unless it needs re-encoding, else
+    an upright JPEG with its long side at most ``resize_side``."""
+    if not needs_reencoding(image, max_side):
         return image.mime, image.data
-    picture = image.image.convert("RGB")
-    picture.thumbnail((_RESIZE_SIDE, _RESIZE_SIDE), Image.Resampling.LANCZOS)
+    picture = image.image
+    if picture.mode in ("P", "PA", "LA", "RGBA") or "transparency" in picture.info:
+        # Transparent areas become white, as viewers show them, not black.
+        rgba = picture.convert("RGBA")
+        picture = Image.new("RGB", rgba.size, (255, 255, 255))
+        picture.paste(rgba, mask=rgba.getchannel("A"))
+    else:
+        picture = picture.convert("RGB")
+    picture.thumbnail((resize_side, resize_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    # Re-encoding drops EXIF, and with it the orientation a viewer would apply.
+    transpose = _ORIENTATION_TRANSPOSE.get(_orientation(image.image))
+    if transpose is not None:
+        picture = picture.transpose(transpose)
     buffer = io.BytesIO()
-    picture.save(buffer, "JPEG", quality=85)
+    if image.format in _LOSSLESS_FORMATS:
+        picture.save(buffer, "JPEG", quality=90, subsampling=0)
+    else:
+        picture.save(buffer, "JPEG", quality=85)
     return "image/jpeg", buffer.getvalue()
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(_EXIF_ORIENTATION, 1))
+    except (ValueError, TypeError, OSError):  # broken EXIF is common and harmless here
+        return 1
 
 
 class RemoteClassifier:
     """One OpenAI-compatible provider. Every failure becomes a ``ClassifierError``."""
 
     def __init__(
-        self, config: ProviderConfig, session: aiohttp.ClientSession, timeout_s: float
+        self,
+        config: ProviderConfig,
+        session: aiohttp.ClientSession,
+        timeout_s: float,
+        max_side: int = _RESIZE_SIDE,
     ) -> None:
         self.name = config.name
+        self.max_side = max_side
         self.model = config.model
         self.config = config
         self._session = session
@@ -96,8 +139,9 @@ class RemoteClassifier:
         self._url = config.base_url.rstrip("/") + "/chat/completions"
 
     async def classify(self, image: PreparedImage) -> Prediction:
-        if needs_reencoding(image):
-            mime, data = await asyncio.to_thread(image_payload, image)
+        if needs_reencoding(image, self.max_side):
+            # Vision models bill by pixels: never send more than max_side on the long side.
+            mime, data = await asyncio.to_thread(image_payload, image, self.max_side, self.max_side)
         else:
             mime, data = image.mime, image.data
         data_url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"

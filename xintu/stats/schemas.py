@@ -35,8 +35,12 @@ class CacheEfficiency(BaseModel):
     hit_rate: float
     uploads_avoided: int
     bandwidth_saved_bytes: int
-    remote_calls_avoided: int
-    cost_saved: float
+    remote_calls_avoided: int = Field(
+        description="hits on answers that cost a remote call (not local or pre-check ones)"
+    )
+    cost: float = Field(description="what the remote calls of the window cost")
+    cost_saved: float = Field(description="remote_calls_avoided × the mean remote call cost")
+    savings_rate: float = Field(description="cost_saved / (cost + cost_saved)")
     currency: str
     daily: list[DailyHitRate]
 
@@ -96,7 +100,12 @@ class Costs(BaseModel):
     total_calls: int
     total_cost: float
     cache_hits: int
-    cost_saved: float
+    remote_calls_avoided: int = Field(
+        description="hits on answers that cost a remote call (not local or pre-check ones)"
+    )
+    cost_saved: float = Field(description="the sum of the providers' cost_saved")
+    cost_without_cache: float = Field(description="total_cost + cost_saved")
+    savings_rate: float = Field(description="cost_saved / cost_without_cache")
     mean_call_cost: float
     providers: list[ModelCost]
     daily: list[DailyCost]

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from xintu.categories import CATEGORY_NAMES, Category
 from xintu.config import Settings
+from xintu.inference.pricing import LOCAL_MODEL_PREFIX, PRECHECK_MODEL, is_free_model
 from xintu.models import RequestLog, WechatUser
 
 CURRENCY = "CNY"
@@ -118,6 +119,14 @@ _is_cache_method = _log.inference_method == "cache"
 _is_failed = _log.status_code >= 400
 _is_served = _log.status_code < 400
 _is_check_hit = and_(_is_hit, _log.endpoint.in_(CHECK_CACHE_ENDPOINTS))
+# A hit that spared a remote call: not one on an answer of a free, on-server classifier
+# (the same rule as ``is_free_model``). Counted through the method index, which holds model.
+_is_paid_hit = and_(
+    _is_cache_method,
+    _log.model.is_not(None),
+    _log.model != literal_column(f"'{PRECHECK_MODEL}'", String),
+    _log.model.not_like(literal_column(f"'{LOCAL_MODEL_PREFIX}%'", String)),
+)
 # Who made a request: the account, else the IP address (client labels are in client_label).
 # Constants are SQL literals, not bind parameters: PostgreSQL only matches a SELECT
 # expression to its GROUP BY twin when both are textually identical.
@@ -150,6 +159,18 @@ def _ms(value: float | None) -> float:
 
 def _mean_remote_cost(remote_cost: Decimal | float | None, remote_calls: int) -> float:
     return float(remote_cost or 0) / remote_calls if remote_calls else 0.0
+
+
+async def _paid_hits(session: AsyncSession, where: ColumnElement[bool]) -> int:
+    """Cache hits in ``where`` that spared a remote call; a seek of the method index (the
+    other statistics' covering index has no model column)."""
+    count = await session.scalar(select(func.count()).where(where, _is_paid_hit))
+    return int(count or 0)
+
+
+def _savings_rate(cost: float, saved: float) -> float:
+    """The share of the LLM bill without the cache that the cache saved."""
+    return _ratio(saved, cost + saved)
 
 
 async def percentiles(
@@ -240,7 +261,7 @@ async def today(
         "avg_processing_ms": _ms(row.avg_ms),
         "p95_processing_ms": p95.get(None, {}).get(95, 0.0),
         "cost": _money(row.cost),
-        "cost_saved": _money(hits * mean_cost),
+        "cost_saved": _money(await _paid_hits(session, where) * mean_cost),
         "currency": CURRENCY,
     }
 
@@ -281,8 +302,10 @@ async def cache_efficiency(
         )
     total = sum(int(row.total) for row in rows)
     hits = sum(int(row.hits) for row in rows)
+    paid_hits = await _paid_hits(session, in_window(window.start, window.end))
     remote = sum(int(row.remote) for row in rows)
     remote_cost = sum(float(row.remote_cost or 0) for row in rows)
+    saved = paid_hits * _mean_remote_cost(remote_cost, remote)
     return {
         "days": days,
         "total_requests": total,
@@ -290,8 +313,10 @@ async def cache_efficiency(
         "hit_rate": _ratio(hits, total),
         "uploads_avoided": sum(int(row.check_hits) for row in rows),
         "bandwidth_saved_bytes": sum(int(row.check_bytes or 0) for row in rows),
-        "remote_calls_avoided": hits,
-        "cost_saved": _money(hits * _mean_remote_cost(remote_cost, remote)),
+        "remote_calls_avoided": paid_hits,
+        "cost": _money(remote_cost),
+        "cost_saved": _money(saved),
+        "savings_rate": _savings_rate(remote_cost, saved),
         "currency": CURRENCY,
         "daily": daily,
     }
@@ -525,9 +550,12 @@ async def costs(
     ).all()
     by_model: dict[tuple[str | None, str | None], _ModelCalls] = {}
     hits_by_model: dict[str | None, int] = {}
+    hits_by_day: dict[int, dict[str | None, int]] = {}
     daily_rows: dict[int, _DayCosts] = {}
     for hit_row in hit_rows:
         hits_by_model[hit_row.model] = hits_by_model.get(hit_row.model, 0) + int(hit_row.hits)
+        day_hits = hits_by_day.setdefault(int(hit_row.bucket), {})
+        day_hits[hit_row.model] = day_hits.get(hit_row.model, 0) + int(hit_row.hits)
         daily_rows.setdefault(int(hit_row.bucket), _DayCosts()).hits += int(hit_row.hits)
     for group in remote_rows:
         day_costs = daily_rows.setdefault(int(group.bucket), _DayCosts())
@@ -561,7 +589,15 @@ async def costs(
         model_calls[row.model] = model_calls.get(row.model, 0) + int(row.calls)
         model_cost[row.model] = model_cost.get(row.model, 0.0) + float(row.cost or 0)
 
+    def paid(model: str | None) -> bool:
+        return model is not None and not is_free_model(model)
+
     def saved(model: str | None, hits: int) -> float:
+        """What ``hits`` answers of ``model`` would have cost without the cache: nothing
+        for the free on-server classifiers, else the model's mean call cost (the window's
+        mean over all models when it made no call in the window)."""
+        if not paid(model):
+            return 0.0
         if model_calls.get(model):
             return hits * model_cost[model] / model_calls[model]
         return hits * mean_cost
@@ -609,23 +645,27 @@ async def costs(
     daily = []
     for index, day in enumerate(window.days):
         day_row = daily_rows.get(index)
-        hits = int(day_row.hits) if day_row is not None else 0
+        day_hits = hits_by_day.get(index, {})
         daily.append(
             {
                 "date": day.isoformat(),
                 "calls": int(day_row.calls) if day_row is not None else 0,
                 "cost": _money(day_row.cost if day_row is not None else 0),
-                "cache_hits": hits,
-                "cost_saved": _money(hits * mean_cost),
+                "cache_hits": int(day_row.hits) if day_row is not None else 0,
+                "cost_saved": _money(sum(saved(m, hits) for m, hits in day_hits.items())),
             }
         )
+    total_saved = sum(saved(model, hits) for model, hits in hits_by_model.items())
     return {
         "days": days,
         "currency": CURRENCY,
         "total_calls": total_calls,
         "total_cost": _money(total_cost),
         "cache_hits": total_hits,
-        "cost_saved": _money(total_hits * mean_cost),
+        "remote_calls_avoided": sum(hits for model, hits in hits_by_model.items() if paid(model)),
+        "cost_saved": _money(total_saved),
+        "cost_without_cache": _money(total_cost + total_saved),
+        "savings_rate": _savings_rate(total_cost, total_saved),
         "mean_call_cost": _money(mean_cost),
         "providers": items,
         "daily": daily,
