@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from PIL.TiffImagePlugin import IFDRational
 
 from tests.geo.images import gps_tags, image_with_exif
@@ -36,9 +37,11 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'xintu.db'}", data_dir=tmp_path
     )
     app = create_app(settings)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-        yield http
+    # The lifespan migrates the fresh database: until then the API answers 503.
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            yield http
 
 
 async def test_locate_json_point(client: httpx.AsyncClient) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -123,7 +124,8 @@ async def _migration_lock(connection: AsyncConnection, url: str) -> AsyncIterato
             return
         lock_path = Path(database).with_name(Path(database).name + ".migrate-lock")
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with lock_path.open("a") as lock_file:
+        # Private like the database beside it (0600).
+        with os.fdopen(os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600), "r+") as lock_file:
             await asyncio.to_thread(fcntl.flock, lock_file, fcntl.LOCK_EX)
             try:
                 yield
