@@ -29,7 +29,11 @@ DATABASE = "xintu_kube_play"
 
 
 def run(*args: str, check: bool = True, capture: bool = False) -> str:
-    result = subprocess.run(args, check=check, text=True, capture_output=capture)
+    result = subprocess.run(args, check=False, text=True, capture_output=capture)
+    if check and result.returncode != 0:
+        # A captured command's own words are the only clue to why it failed: show them.
+        sys.stderr.write(result.stderr or "")
+        raise subprocess.CalledProcessError(result.returncode, args, result.stdout, result.stderr)
     return result.stdout if capture else ""
 
 

@@ -18,7 +18,8 @@ step() { echo "== [$(( $(date +%s) - started ))s] $*"; }
 
 step "tools"
 missing=()
-for tool in podman buildah mmdebstrap runc docker-compose; do
+# catatonit: the pause binary `podman kube play` needs (only a Recommends of podman).
+for tool in podman buildah mmdebstrap runc docker-compose catatonit; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
 if ! command -v kubectl >/dev/null; then
